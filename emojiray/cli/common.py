@@ -1,0 +1,20 @@
+"""Options shared by subcommands: --preset and --set, turned into one Config."""
+
+from __future__ import annotations
+
+import argparse
+
+from emojiray.config import Config, available_presets, load_config
+
+
+def add_config_args(parser: argparse.ArgumentParser, default_preset: str | None = "smoke") -> None:
+    parser.add_argument("--preset", default=default_preset,
+                        help=f"preset name ({', '.join(available_presets())}) or a YAML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set data.size=32 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace, **flags: object) -> Config:
+    """The preset, then --set overrides, then dedicated flags (e.g. --size) that were given."""
+    extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    return load_config(args.preset, [*args.overrides, *extra])

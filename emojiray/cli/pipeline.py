@@ -1,0 +1,20 @@
+"""`emojiray pipeline`: the main job end to end (what `make run` and jobs/pipeline.py run)."""
+
+from __future__ import annotations
+
+from emojiray.cli.common import add_config_args, config_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pipeline", help="run the whole pipeline: data -> ... -> results")
+    p.add_argument("--out", default="results/smoke", help="run URI (local path or s3://bucket/prefix)")
+    p.add_argument("--force", action="store_true", help="redo stages that are up to date")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from emojiray.pipeline import run_pipeline
+
+    run_pipeline(config_from_args(args), args.out, force=args.force)
+    return 0

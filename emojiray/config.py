@@ -1,0 +1,175 @@
+"""One typed configuration: dataclasses, YAML presets and ``--set key=value`` overrides.
+
+A value keeps one dotted name from the YAML preset to the module that reads it
+(``data.size`` is ``Config.data.size`` is ``DataConfig.size``). Precedence, lowest first:
+dataclass defaults, the preset (``emojiray/presets/<name>.yaml`` or a path to a YAML file),
+then ``--set`` overrides in the order given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emojiray.errors import EmojirayError
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+@dataclass
+class DataConfig:
+    """Dataset preparation (`emojiray data prepare`) and streaming."""
+
+    # npm:google,twitter | hf:NAME_OR_PATH | folder:PATH | parquet:URI
+    source: str = "npm:google,twitter"
+    npm_version: str = "16.0.0"  # version of the emoji-datasource-<vendor> npm packages
+    size: int = 64  # output side in pixels (square, RGB)
+    background: str = "white"  # colour that transparent pixels are composited onto
+    val_fraction: float = 0.05  # share of emoji identities held out for validation
+    test_fraction: float = 0.05  # share of emoji identities held out for test
+    seed: int = 0  # split seed: the same seed always puts an emoji in the same split
+    shard_rows: int = 2048  # rows per Parquet shard
+    dedupe: bool = True  # drop exact duplicate images (after preprocessing)
+    max_pixels: int = 40_000_000  # larger inputs are refused as decompression bombs
+    limit: int = 0  # keep only the first N inputs (0 = all), for quick experiments
+    labels_csv: str = ""  # folder source: CSV with a `file` column and label columns
+    hf_split: str = "train"  # hf source: which split to read
+    hf_image_column: str = ""  # hf source: image column (default: the first Image feature)
+    hf_text_column: str = ""  # hf source: text/name column (default: `text` or first string)
+
+
+@dataclass
+class RayConfig:
+    """How to reach Ray: an address (or RAY_ADDRESS) for a cluster, else an embedded local Ray."""
+
+    address: str = ""  # "" = RAY_ADDRESS if set, else start a local Ray
+    num_cpus: int = 0  # local Ray only; 0 = all cores of this machine
+    num_gpus: int = -1  # local Ray only; -1 = detect
+    batch_size: int = 256  # images per batch when streaming shards
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build a Config from defaults, a preset (name or YAML path) and ``key=value`` overrides."""
+    cfg = Config()
+    if preset:
+        _apply_mapping(cfg, _read_preset(preset), prefix="")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise EmojirayError(f"bad override {item!r}: expected key=value, e.g. data.size=32")
+        set_value(cfg, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+    return cfg
+
+
+def _read_preset(preset: str) -> dict[str, Any]:
+    path = Path(preset)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = PRESET_DIR / f"{preset}.yaml"
+    if not path.exists():
+        raise EmojirayError(
+            f"unknown preset {preset!r}: choose one of {', '.join(available_presets())} or give a YAML file"
+        )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise EmojirayError(f"preset {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise EmojirayError(f"preset {path} must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _apply_mapping(obj: Any, mapping: dict[str, Any], prefix: str) -> None:
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and dataclasses.is_dataclass(_get_field(obj, key, dotted)):
+            _apply_mapping(getattr(obj, key), value, prefix=f"{dotted}.")
+        else:
+            set_value(obj, key, value, full_key=dotted)
+
+
+def _get_field(obj: Any, name: str, dotted: str) -> Any:
+    names = [f.name for f in dataclasses.fields(obj)]
+    if name not in names:
+        raise EmojirayError(f"unknown config key {dotted!r} (known here: {', '.join(names)})")
+    return getattr(obj, name)
+
+
+def set_value(cfg: Any, key: str, value: Any, full_key: str | None = None) -> None:
+    """Set a dotted key (``data.size``) on a config, converting the value to the field's type."""
+    full_key = full_key or key
+    *parents, leaf = key.split(".")
+    obj = cfg
+    walked = ""
+    for part in parents:
+        walked = f"{walked}{part}"
+        obj = _get_field(obj, part, walked)
+        walked += "."
+        if not dataclasses.is_dataclass(obj):
+            raise EmojirayError(f"config key {full_key!r}: {walked[:-1]!r} is not a section")
+    current = _get_field(obj, leaf, full_key)
+    if dataclasses.is_dataclass(current):
+        raise EmojirayError(f"config key {full_key!r} is a section; set one of its fields instead")
+    hints = typing.get_type_hints(type(obj))
+    setattr(obj, leaf, _coerce(value, hints[leaf], full_key))
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    origin = typing.get_origin(typ)
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if origin in (list, tuple):
+        (inner, *_) = typing.get_args(typ) or (str,)
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise EmojirayError(f"config key {key!r} expects a list, got {value!r}")
+        out = [_coerce(v.strip() if isinstance(v, str) else v, inner, key) for v in items if v != ""]
+        return tuple(out) if origin is tuple else out
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if typ is str:
+            return "" if value is None else str(value)
+    except (TypeError, ValueError):
+        raise EmojirayError(
+            f"config key {key!r} expects {getattr(typ, '__name__', typ)}, got {value!r}"
+        ) from None
+    return value
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

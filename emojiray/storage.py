@@ -1,0 +1,213 @@
+"""One storage layer for local paths and ``s3://`` URIs, on pyarrow filesystems.
+
+Every stage takes and returns URIs (``results/run1`` or ``s3://bucket/prefix``); this module is
+the only place that knows the difference. S3 credentials come from the standard boto3 chain
+(environment, shared config/credentials files, SSO, instance/container roles) and are handed to
+pyarrow's S3 filesystem; they are never logged. ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``
+point it at an S3-compatible server (MinIO, moto, ...).
+
+Writes are atomic: a local file is written next to its target and renamed over it; an S3 object
+appears only when its single PUT completes.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import posixpath
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow.fs as pafs
+
+from emojiray.errors import EmojirayError
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def join(uri: str, *parts: str) -> str:
+    uri = str(uri)
+    if is_s3(uri):
+        return "s3://" + posixpath.join(uri[len("s3://"):].rstrip("/"), *parts)
+    return os.path.join(uri, *parts)
+
+
+def parent(uri: str) -> str:
+    uri = str(uri).rstrip("/")
+    if is_s3(uri):
+        return "s3://" + posixpath.dirname(uri[len("s3://"):])
+    return os.path.dirname(uri) or "."
+
+
+def basename(uri: str) -> str:
+    return posixpath.basename(str(uri).rstrip("/"))
+
+
+@functools.lru_cache(maxsize=None)
+def _s3_filesystem(endpoint: str, region: str) -> pafs.S3FileSystem:
+    try:
+        import boto3
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        raise EmojirayError("s3:// URIs need boto3: pip install boto3") from None
+    session = boto3.Session()
+    creds = session.get_credentials()
+    kwargs: dict[str, Any] = {"region": region or session.region_name or "us-east-1"}
+    if creds is not None:
+        frozen = creds.get_frozen_credentials()
+        kwargs.update(access_key=frozen.access_key, secret_key=frozen.secret_key)
+        if frozen.token:
+            kwargs["session_token"] = frozen.token
+    else:
+        kwargs["anonymous"] = True
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
+    return pafs.S3FileSystem(**kwargs)
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem for a URI and the path inside it."""
+    uri = str(uri)
+    if is_s3(uri):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+        path = uri[len("s3://"):].rstrip("/")
+        if not path:
+            raise EmojirayError(f"bad S3 URI {uri!r}: expected s3://bucket/prefix")
+        return _s3_filesystem(endpoint, region), path
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def _os_error(action: str, uri: str, exc: OSError) -> EmojirayError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return EmojirayError(f"cannot {action} {uri}: {reason}")
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    try:
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+    except OSError as exc:
+        raise _os_error("reach", uri, exc) from None
+
+
+def is_dir(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    try:
+        return fs.get_file_info(path).type == pafs.FileType.Directory
+    except OSError as exc:
+        raise _os_error("reach", uri, exc) from None
+
+
+def makedirs(uri: str) -> None:
+    fs, path = filesystem(uri)
+    try:
+        fs.create_dir(path, recursive=True)
+    except OSError as exc:
+        raise _os_error("create", uri, exc) from None
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = filesystem(uri)
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise EmojirayError(f"not found: {uri}") from None
+    except OSError as exc:
+        raise _os_error("read", uri, exc) from None
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def read_json(uri: str) -> Any:
+    try:
+        return json.loads(read_text(uri))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EmojirayError(f"{uri} is not valid JSON: {exc}") from None
+
+
+def write_bytes(uri: str, data: bytes) -> str:
+    """Write ``data`` to ``uri`` atomically (readers see the old file or the whole new one)."""
+    fs, path = filesystem(uri)
+    try:
+        if is_s3(uri):
+            with fs.open_output_stream(path) as f:  # one PUT: the object appears whole or not at all
+                f.write(data)
+            return uri
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as exc:
+        raise _os_error("write", uri, exc) from None
+    return uri
+
+
+def write_text(uri: str, text: str) -> str:
+    return write_bytes(uri, text.encode("utf-8"))
+
+
+def write_json(uri: str, obj: Any) -> str:
+    return write_text(uri, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def list_files(uri: str, recursive: bool = True) -> list[str]:
+    """URIs of the files under a directory/prefix (empty if it does not exist)."""
+    fs, path = filesystem(uri)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=recursive, allow_not_found=True))
+    except OSError as exc:
+        raise _os_error("list", uri, exc) from None
+    base = str(uri).rstrip("/")
+    out = []
+    for info in infos:
+        if info.type == pafs.FileType.File:
+            rel = posixpath.relpath(info.path, path) if not is_s3(uri) else info.path[len(path) + 1:]
+            out.append(join(base, *rel.split("/")))
+    return sorted(out)
+
+
+def delete(uri: str) -> None:
+    fs, path = filesystem(uri)
+    try:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            fs.delete_dir(path)
+        elif info.type == pafs.FileType.File:
+            fs.delete_file(path)
+    except OSError as exc:
+        raise _os_error("delete", uri, exc) from None
+
+
+def open_input(uri: str) -> io.RawIOBase:
+    fs, path = filesystem(uri)
+    try:
+        return fs.open_input_file(path)
+    except FileNotFoundError:
+        raise EmojirayError(f"not found: {uri}") from None
+    except OSError as exc:
+        raise _os_error("read", uri, exc) from None
+
+
+def iter_chunks(uri: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+    with open_input(uri) as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                return
+            yield block
