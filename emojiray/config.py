@@ -75,8 +75,17 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise EmojirayError(f"bad override {item!r}: expected key=value, e.g. data.size=32")
-        set_value(cfg, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+        set_value(cfg, key.strip(), _parse_scalar(raw), raw=raw.strip())
     return cfg
+
+
+def _parse_scalar(raw: str) -> Any:
+    if not raw.strip():
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw.strip()
 
 
 def _read_preset(preset: str) -> dict[str, Any]:
@@ -98,6 +107,7 @@ def _read_preset(preset: str) -> dict[str, Any]:
 
 def _apply_mapping(obj: Any, mapping: dict[str, Any], prefix: str) -> None:
     for key, value in mapping.items():
+        key = str(key)
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and dataclasses.is_dataclass(_get_field(obj, key, dotted)):
             _apply_mapping(getattr(obj, key), value, prefix=f"{dotted}.")
@@ -112,8 +122,12 @@ def _get_field(obj: Any, name: str, dotted: str) -> Any:
     return getattr(obj, name)
 
 
-def set_value(cfg: Any, key: str, value: Any, full_key: str | None = None) -> None:
-    """Set a dotted key (``data.size``) on a config, converting the value to the field's type."""
+def set_value(cfg: Any, key: str, value: Any, full_key: str | None = None, raw: str | None = None) -> None:
+    """Set a dotted key (``data.size``) on a config, converting the value to the field's type.
+
+    ``raw`` is the text of a command-line override: string fields take it verbatim, so that
+    ``data.npm_version=15.10`` stays "15.10" rather than YAML's float 15.1.
+    """
     full_key = full_key or key
     *parents, leaf = key.split(".")
     obj = cfg
@@ -128,6 +142,8 @@ def set_value(cfg: Any, key: str, value: Any, full_key: str | None = None) -> No
     if dataclasses.is_dataclass(current):
         raise EmojirayError(f"config key {full_key!r} is a section; set one of its fields instead")
     hints = typing.get_type_hints(type(obj))
+    if hints[leaf] is str and raw is not None:
+        value = raw
     setattr(obj, leaf, _coerce(value, hints[leaf], full_key))
 
 

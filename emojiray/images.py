@@ -109,21 +109,27 @@ def decode_image(
         raise SkipImage(f"decompression bomb refused: {str(exc).splitlines()[0]}") from None
     except UnidentifiedImageError:
         raise SkipImage("not an image Pillow can read (unrecognised or corrupt header)") from None
+    except MemoryError:
+        raise SkipImage("not enough memory to decode (corrupt header or huge image)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SkipImage(f"truncated or corrupt image data ({msg})") from None
     notes = [n for n in notes if n != "rgb"]
 
     w, h = rgba.size
-    if w != h:  # pad to a square, centred, so nothing is cropped or stretched
+    if w != h:
         notes.append("padded-to-square")
-        side = max(w, h)
-        canvas = Image.new("RGBA", (side, side), (0, 0, 0, 0))
-        canvas.paste(rgba, ((side - w) // 2, (side - h) // 2))
+    if (w, h) != (size, size):
+        # Shrink the long side to `size` first (so a long, thin image never needs a huge canvas),
+        # in premultiplied alpha so transparent pixels' colours do not bleed into edges.
+        scale = size / max(w, h)
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        rgba = rgba.convert("RGBa").resize((nw, nh), Image.Resampling.LANCZOS).convert("RGBA")
+        w, h = nw, nh
+    if (w, h) != (size, size):  # pad to a square, centred: nothing is cropped or stretched
+        canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+        canvas.paste(rgba, ((size - w) // 2, (size - h) // 2))
         rgba = canvas
-    if rgba.size != (size, size):
-        # Resize in premultiplied alpha so transparent pixels' colours do not bleed into edges.
-        rgba = rgba.convert("RGBa").resize((size, size), Image.Resampling.LANCZOS).convert("RGBA")
     bg = Image.new("RGBA", rgba.size, (*background, 255))
     rgb = Image.alpha_composite(bg, rgba).convert("RGB")
     return Decoded(np.asarray(rgb, dtype=np.uint8).copy(), notes)

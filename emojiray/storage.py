@@ -7,7 +7,7 @@ pyarrow's S3 filesystem; they are never logged. ``AWS_ENDPOINT_URL_S3`` / ``AWS_
 point it at an S3-compatible server (MinIO, moto, ...).
 
 Writes are atomic: a local file is written next to its target and renamed over it; an S3 object
-appears only when its single PUT completes.
+appears only when its upload (single or multipart) completes.
 """
 
 from __future__ import annotations
@@ -48,26 +48,51 @@ def basename(uri: str) -> str:
     return posixpath.basename(str(uri).rstrip("/"))
 
 
-@functools.lru_cache(maxsize=None)
-def _s3_filesystem(endpoint: str, region: str) -> pafs.S3FileSystem:
+@functools.lru_cache(maxsize=1)
+def _boto3_session():
     try:
         import boto3
     except ImportError:  # pragma: no cover - boto3 is a dependency
         raise EmojirayError("s3:// URIs need boto3: pip install boto3") from None
-    session = boto3.Session()
-    creds = session.get_credentials()
-    kwargs: dict[str, Any] = {"region": region or session.region_name or "us-east-1"}
-    if creds is not None:
-        frozen = creds.get_frozen_credentials()
-        kwargs.update(access_key=frozen.access_key, secret_key=frozen.secret_key)
-        if frozen.token:
-            kwargs["session_token"] = frozen.token
+    return boto3.Session()
+
+
+@functools.lru_cache(maxsize=16)
+def _s3_for(endpoint: str, region: str, access_key: str, secret_key: str, token: str) -> pafs.S3FileSystem:
+    kwargs: dict[str, Any] = {"region": region}
+    if access_key:
+        kwargs.update(access_key=access_key, secret_key=secret_key)
+        if token:
+            kwargs["session_token"] = token
     else:
         kwargs["anonymous"] = True
     if endpoint:
         scheme, _, host = endpoint.partition("://")
         kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
     return pafs.S3FileSystem(**kwargs)
+
+
+def _s3_filesystem(endpoint: str, region: str) -> pafs.S3FileSystem:
+    """An S3 filesystem with the boto3 chain's current credentials.
+
+    Refreshable credentials (SSO, instance and container roles) are re-read on every call, so
+    a long job never holds expired keys; the filesystem is reused while they stay the same.
+    """
+    session = _boto3_session()
+    creds = session.get_credentials()
+    frozen = creds.get_frozen_credentials() if creds is not None else None
+    return _s3_for(endpoint, region or session.region_name or "us-east-1",
+                   frozen.access_key if frozen else "", frozen.secret_key if frozen else "",
+                   (frozen.token or "") if frozen else "")
+
+
+def _clear_s3_cache() -> None:
+    """Forget the boto3 session and filesystems (after the environment's credentials changed)."""
+    _boto3_session.cache_clear()
+    _s3_for.cache_clear()
+
+
+_s3_filesystem.cache_clear = _clear_s3_cache  # type: ignore[attr-defined]
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -77,7 +102,7 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
         path = uri[len("s3://"):].rstrip("/")
-        if not path:
+        if not path or path.startswith("/") or "//" in path:
             raise EmojirayError(f"bad S3 URI {uri!r}: expected s3://bucket/prefix")
         return _s3_filesystem(endpoint, region), path
     return pafs.LocalFileSystem(), os.path.abspath(uri)
@@ -124,7 +149,10 @@ def read_bytes(uri: str) -> bytes:
 
 
 def read_text(uri: str) -> str:
-    return read_bytes(uri).decode("utf-8")
+    try:
+        return read_bytes(uri).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EmojirayError(f"{uri} is not UTF-8 text: {exc.reason}") from None
 
 
 def read_json(uri: str) -> Any:
@@ -139,7 +167,7 @@ def write_bytes(uri: str, data: bytes) -> str:
     fs, path = filesystem(uri)
     try:
         if is_s3(uri):
-            with fs.open_output_stream(path) as f:  # one PUT: the object appears whole or not at all
+            with fs.open_output_stream(path) as f:  # the object appears only when the upload completes
                 f.write(data)
             return uri
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,8 @@ Only face emoji get an emotion; every other emoji is ``none``. A face emoji is o
    face-tongue -> playful, face-neutral-skeptical/face-sleepy/face-hand/face-glasses -> neutral,
    face-concerned -> sad, face-negative -> angry, face-unwell -> sick, anything else -> other.
 
-Sources without categories (a Hugging Face text column, a folder) apply the name pass only
-when the name mentions a face ("... FACE", "SMILEY"), else ``other`` for such a face and
+Sources without Unicode categories (a Hugging Face text column, a folder with its own labels)
+apply the name pass only when the name mentions a face ("... FACE", "SMILEY"), else ``other`` for such a face and
 ``none`` for everything else.
 """
 
@@ -46,6 +46,10 @@ EMOTION_VOCAB = EMOTIONS + (NO_EMOTION,)
 EMOTION_ALIASES = {"fearful": "fearful/surprised", "surprised": "fearful/surprised",
                    "fear": "fearful/surprised", "fearful_surprised": "fearful/surprised"}
 
+UNICODE_CATEGORIES = frozenset({
+    "Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink", "Travel & Places",
+    "Activities", "Objects", "Symbols", "Flags", "Component",
+})
 FACE_SUBCATEGORIES_PREFIX = ("face-",)
 FACE_SUBCATEGORIES = ("cat-face", "monkey-face")
 
@@ -96,7 +100,7 @@ def _by_name(name: str) -> str | None:
 
 def emotion_of(name: str, category: str = "", subcategory: str = "") -> str:
     """The emotion label of an emoji (see the module docstring for the rules)."""
-    if category or subcategory:
+    if category in UNICODE_CATEGORIES:
         if not is_face(category, subcategory):
             return NO_EMOTION
         return _by_name(name) or _SUBCATEGORY_DEFAULT.get(subcategory, "other")

@@ -48,7 +48,7 @@ def read_images(uri: str, split: str | None = "train", labels: tuple[str, ...] =
         raise EmojirayError(f"the {split} split of {uri} is empty")
     fs, _ = storage.filesystem(uri)
     local_paths = [storage.filesystem(p)[1] for p in paths]
-    ds = ray.data.read_parquet(local_paths, filesystem=fs, columns=["image", *labels])
+    ds = ray.data.read_parquet(local_paths, filesystem=fs).select_columns(["image", *labels])
     img = manifest["image"]
     return ds.map_batches(
         decode_batch,
