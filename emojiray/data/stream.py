@@ -26,7 +26,9 @@ LABEL_COLUMNS = ("category", "vendor", "emotion")
 def decode_batch(table: pa.Table, height: int, width: int, vocab: dict[str, list[str]],
                  labels: tuple[str, ...]) -> dict[str, np.ndarray]:
     """One Arrow batch of shard rows -> {"image": (N, H, W, 3) uint8, "<label>": (N,) int64}."""
-    out: dict[str, np.ndarray] = {"image": shards.pixels_from_column(table.column("image"), height, width)}
+    # A copy: the Arrow buffer is read-only and torch wants writable memory (a memcpy is cheap).
+    pixels = shards.pixels_from_column(table.column("image"), height, width).copy()
+    out: dict[str, np.ndarray] = {"image": pixels}
     for name in labels:
         index = {v: i for i, v in enumerate(vocab[name])}
         values = table.column(name).to_pylist()
