@@ -50,13 +50,61 @@ class RayConfig:
     address: str = ""  # "" = RAY_ADDRESS if set, else start a local Ray
     num_cpus: int = 0  # local Ray only; 0 = all cores of this machine
     num_gpus: int = -1  # local Ray only; -1 = detect
+    num_workers: int = 0  # training workers; 0 = one per GPU, or as many CPUs as are left
+    data_cpus: int = 1  # CPUs kept free for Ray Data when training workers take the rest
+    use_gpu: bool = True  # train on GPUs when the cluster has them
     batch_size: int = 256  # images per batch when streaming shards
+
+
+@dataclass
+class ModelConfig:
+    """The VQ-VAE tokenizer. Per-level lists are ordered [bottom, top] (flat uses only bottom)."""
+
+    arch: str = "vqvae2"  # vqvae2 (top + bottom codes) | vqvae (one code grid)
+    channels: int = 128  # hidden channels of encoders/decoders
+    res_blocks: int = 2  # residual blocks per encoder/decoder
+    res_channels: int = 32  # channels inside a residual block
+    downsample: list[int] = field(default_factory=lambda: [4, 2])  # image->bottom, bottom->top
+    codebook_size: list[int] = field(default_factory=lambda: [512, 512])  # K per level
+    code_dim: list[int] = field(default_factory=lambda: [64, 64])  # channels at each quantizer
+    lookup_dim: int = 0  # 0 = code_dim; smaller = low-dimensional codebook lookup
+    l2_normalize: bool = False  # cosine-similarity codebooks
+    beta: float = 0.25  # commitment weight
+    ema: bool = True  # EMA codebook updates (else learned by gradient)
+    ema_decay: float = 0.99
+    kmeans_init: bool = True  # initialise codebooks by k-means on the first batch
+    dead_code_steps: int = 100  # re-seed a code unused for this many steps (0 = never)
+
+
+@dataclass
+class TrainConfig:
+    """A training run (VQ-VAE here; priors reuse the optimisation fields)."""
+
+    epochs: int = 10
+    max_seconds: float = 0.0  # stop after this much training time (0 = no limit)
+    batch_size: int = 128  # per worker
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    grad_clip: float = 1.0  # 0 = off
+    bf16: bool = True  # bf16 autocast on GPU (ignored on CPU)
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model
+    seed: int = 0
+    max_failures: int = 2  # worker failures recovered from the last checkpoint
+    log_every: int = 50  # steps between TensorBoard scalars
+    image_every: int = 1  # epochs between TensorBoard image grids (0 = never)
+    eval_batches: int = 0  # validation batches per epoch (0 = the whole split)
 
 
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,6 +233,23 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             f"config key {key!r} expects {getattr(typ, '__name__', typ)}, got {value!r}"
         ) from None
     return value
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config from ``Config.to_dict()`` output (e.g. a checkpoint's meta.json).
+
+    Keys this version does not know are ignored, so older checkpoints keep loading.
+    """
+    cfg = Config()
+    for section, values in (data or {}).items():
+        if not hasattr(cfg, section) or not isinstance(values, dict):
+            continue
+        sub = getattr(cfg, section)
+        known = {f.name for f in dataclasses.fields(sub)}
+        for key, value in values.items():
+            if key in known:
+                set_value(sub, key, value, full_key=f"{section}.{key}")
+    return cfg
 
 
 def dump_yaml(cfg: Config) -> str:

@@ -39,3 +39,36 @@ def _quiet_ray_data() -> None:
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+
+
+def plan_workers(cfg: RayConfig, cpus: float, gpus: float) -> dict:
+    """How many training workers and what each takes, leaving ``cfg.data_cpus`` to Ray Data.
+
+    Pure arithmetic over the cluster's resources (tested without Ray): with GPUs, one worker per
+    GPU (or ``num_workers``); without, one worker per CPU left after Ray Data's share.
+    """
+    from emojiray.errors import EmojirayError
+
+    free = int(cpus) - cfg.data_cpus
+    use_gpu = cfg.use_gpu and gpus >= 1
+    workers = cfg.num_workers or (int(gpus) if use_gpu else max(free, 1))
+    if use_gpu and workers > int(gpus):
+        raise EmojirayError(f"ray.num_workers={workers} but the cluster has {int(gpus)} GPU(s)")
+    if free < workers:
+        raise EmojirayError(
+            f"not enough CPUs: {workers} training worker(s) + ray.data_cpus={cfg.data_cpus} for Ray Data "
+            f"need {workers + cfg.data_cpus}, the cluster has {int(cpus)}; lower ray.num_workers or ray.data_cpus"
+        )
+    per_worker = {"CPU": max(1, free // workers)}
+    if use_gpu:
+        per_worker["GPU"] = 1
+    return {"num_workers": workers, "use_gpu": use_gpu, "resources_per_worker": per_worker}
+
+
+def scaling_config(cfg: RayConfig):
+    """A Ray Train ScalingConfig sized to the running cluster (see :func:`plan_workers`)."""
+    import ray
+    import ray.train
+
+    res = ray.cluster_resources()
+    return ray.train.ScalingConfig(**plan_workers(cfg, res.get("CPU", 0), res.get("GPU", 0)))

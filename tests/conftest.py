@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from s3server import moto_s3_server
+
+from emojiray import storage
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -121,3 +124,51 @@ def ray_local():
     ray = init_ray(RayConfig(num_cpus=2, num_gpus=0))
     yield ray
     ray.shutdown()
+
+
+# -- S3 on loopback (moto) ----------------------------------------------------------------------
+
+ACCESS_KEY = "testing"
+SECRET_KEY = "testing"
+BUCKET = "emojiray-test"
+
+_AWS_ENV_TO_CLEAR = (
+    "AWS_ENDPOINT_URL_S3",  # would win over AWS_ENDPOINT_URL
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_REGION",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 with one empty bucket; yields ``s3://<bucket>``."""
+    boto3 = pytest.importorskip("boto3")
+    pytest.importorskip("moto")
+    no_files = tmp_path_factory.mktemp("aws") / "absent"
+    with moto_s3_server() as endpoint, pytest.MonkeyPatch.context() as mp:
+        for name in _AWS_ENV_TO_CLEAR:
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setenv("AWS_ENDPOINT_URL", endpoint)
+        mp.setenv("AWS_CONFIG_FILE", str(no_files))  # no shared config/credentials files
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(no_files))
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        storage._s3_filesystem.cache_clear()
+        try:
+            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+                Bucket=BUCKET
+            )
+            yield f"s3://{BUCKET}"
+        finally:
+            storage._s3_filesystem.cache_clear()  # drop the filesystem bound to this endpoint
+
+
