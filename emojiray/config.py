@@ -54,6 +54,7 @@ class RayConfig:
     data_cpus: int = 1  # CPUs kept free for Ray Data when training workers take the rest
     use_gpu: bool = True  # train on GPUs when the cluster has them
     batch_size: int = 256  # images per batch when streaming shards
+    cache_data: bool = True  # materialise decoded images in the object store once (small datasets)
 
 
 @dataclass

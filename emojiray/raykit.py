@@ -27,7 +27,9 @@ def init_ray(cfg: RayConfig | None = None):
     kwargs = {"num_cpus": cfg.num_cpus or os.cpu_count() or 1}
     if cfg.num_gpus >= 0:
         kwargs["num_gpus"] = cfg.num_gpus
-    ray.init(include_dashboard=False, logging_level=logging.WARNING, **kwargs)
+    # The dashboard process also serves Ray's state API, which Ray Train uses to watch its
+    # controller; it listens on loopback only.
+    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", logging_level=logging.WARNING, **kwargs)
     _quiet_ray_data()
     return ray
 

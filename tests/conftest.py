@@ -117,11 +117,12 @@ def npm_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One embedded Ray with 2 CPUs for the whole test session."""
+    """One embedded Ray for the whole test session: 3 logical CPUs on this 2-core box, so a
+    2-worker training run still leaves one CPU to Ray Data."""
     from emojiray.config import RayConfig
     from emojiray.raykit import init_ray
 
-    ray = init_ray(RayConfig(num_cpus=2, num_gpus=0))
+    ray = init_ray(RayConfig(num_cpus=3, num_gpus=0))
     yield ray
     ray.shutdown()
 

@@ -46,11 +46,22 @@ def _broadcast_(t: torch.Tensor) -> torch.Tensor:
 
 def kmeans(x: torch.Tensor, k: int, iters: int = 10, l2: bool = False,
            generator: torch.Generator | None = None) -> torch.Tensor:
-    """Lloyd's k-means on x (N, D) -> centroids (k, D). Empty clusters keep their old centre."""
+    """k-means on x (N, D) -> centroids (k, D): k-means++ seeding, then Lloyd iterations.
+
+    Empty clusters keep their centre. With fewer points than codes, points are reused.
+    """
     n = x.shape[0]
-    idx = torch.randperm(n, generator=generator, device="cpu")[:k] if n >= k else \
-        torch.randint(0, n, (k,), generator=generator, device="cpu")
-    centres = x[idx.to(x.device)].clone()
+    centres = x.new_empty(k, x.shape[1])
+    first = torch.randint(0, n, (1,), generator=generator).item()
+    centres[0] = x[first]
+    d2 = (x - centres[0]).pow(2).sum(1)  # squared distance to the nearest chosen centre
+    for i in range(1, k):
+        # D^2 sampling: far points are likelier seeds (uniform once every point is a centre)
+        weights = d2.clamp(min=0).cpu().double()
+        pick = torch.multinomial(weights if weights.sum() > 0 else torch.ones(n, dtype=torch.double), 1,
+                                 generator=generator).item()
+        centres[i] = x[pick]
+        d2 = torch.minimum(d2, (x - centres[i]).pow(2).sum(1))
     for _ in range(iters):
         assign = _nearest(x, centres)  # (N,)
         sums = torch.zeros_like(centres).index_add_(0, assign, x)

@@ -1,0 +1,1 @@
+"""Evaluation stages: measure trained models (tokenizers here; samples later)."""

@@ -1,0 +1,132 @@
+"""Reconstruction metrics for batches of images in [-1, 1]: MSE, PSNR and SSIM.
+
+All functions take two float batches of the same shape (N, C, H, W) (torch tensors or numpy
+arrays; C is 3 for RGB) and return python floats: means over the batch of per-image values.
+
+PSNR of a perfect reconstruction is infinite; we cap each per-image PSNR at
+:data:`PSNR_CAP_DB` (100 dB) so that one exact image does not turn a batch mean (or a running
+mean over a whole evaluation) into ``inf``. 100 dB on range 2 corresponds to an MSE of 4e-10,
+far below float32 rounding of 8-bit images, so the cap never changes a real measurement.
+
+PSNR and SSIM come from ``torchmetrics.functional.image``; values are computed in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from emojiray.errors import EmojirayError
+
+PSNR_CAP_DB = 100.0
+SSIM_KERNEL = 11  # torchmetrics' default Gaussian window (sigma 1.5): images must be at least this big
+
+
+def _as_batch(x, name: str) -> torch.Tensor:
+    """numpy or torch (N, C, H, W) float -> float64 torch tensor on the same device."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.require(x, requirements=["W"]))  # copies read-only arrays
+    if not isinstance(x, torch.Tensor):
+        raise EmojirayError(f"{name} must be a torch tensor or numpy array, not {type(x).__name__}")
+    if x.ndim != 4:
+        raise EmojirayError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise EmojirayError(f"{name} must be float images in [-1, 1], got dtype {x.dtype}")
+    return x.detach().to(torch.float64)
+
+
+def _pair(x, y) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a (reconstruction, target) pair and return both as float64 on x's device."""
+    x, y = _as_batch(x, "x"), _as_batch(y, "y")
+    if x.shape != y.shape:
+        raise EmojirayError(f"image batches differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+    if x.shape[0] == 0:
+        raise EmojirayError("empty image batch")
+    return x, y.to(x.device)
+
+
+# -- per-image values: (N,) float64 tensors ----------------------------------------------------
+
+
+def per_image_mse(x, y) -> torch.Tensor:
+    """Mean squared error of each image: (N,)."""
+    x, y = _pair(x, y)
+    return (x - y).pow(2).flatten(1).mean(dim=1)
+
+
+def per_image_psnr(x, y, data_range: float = 2.0) -> torch.Tensor:
+    """PSNR in dB of each image, capped at PSNR_CAP_DB: (N,)."""
+    x, y = _pair(x, y)
+    # dim=(1, 2, 3): one MSE per image; reduction="none" keeps the N values.
+    values = peak_signal_noise_ratio(x, y, data_range=data_range, reduction="none", dim=(1, 2, 3))
+    return values.clamp(max=PSNR_CAP_DB)
+
+
+def per_image_ssim(x, y, data_range: float = 2.0) -> torch.Tensor:
+    """SSIM of each image (Gaussian window 11, sigma 1.5, averaged over channels): (N,)."""
+    x, y = _pair(x, y)
+    if min(x.shape[-2:]) < SSIM_KERNEL:
+        raise EmojirayError(f"SSIM needs images of at least {SSIM_KERNEL}x{SSIM_KERNEL}, got "
+                            f"{x.shape[-2]}x{x.shape[-1]}")
+    return structural_similarity_index_measure(x, y, data_range=data_range, reduction="none")
+
+
+# -- batch means: python floats ------------------------------------------------------------------
+
+
+def mse(x, y) -> float:
+    """Mean squared error over the batch (all images have the same size, so per-image mean = global)."""
+    return float(per_image_mse(x, y).mean())
+
+
+def psnr(x, y, data_range: float = 2.0) -> float:
+    """Mean over the batch of per-image PSNR (dB, each capped at PSNR_CAP_DB)."""
+    return float(per_image_psnr(x, y, data_range).mean())
+
+
+def ssim(x, y, data_range: float = 2.0) -> float:
+    """Mean over the batch of per-image SSIM (1 for identical images)."""
+    return float(per_image_ssim(x, y, data_range).mean())
+
+
+class ReconstructionMeter:
+    """Streams batches and keeps per-image sums, so evaluation never holds all images at once.
+
+    ``compute()`` gives the same numbers as :func:`mse`, :func:`psnr` and :func:`ssim` on the
+    concatenation of every batch passed to ``update``.
+    """
+
+    def __init__(self, data_range: float = 2.0):
+        self.data_range = data_range
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every batch seen so far."""
+        self.sum_mse = 0.0
+        self.sum_psnr = 0.0
+        self.sum_ssim = 0.0
+        self.count = 0
+
+    def update(self, x, y) -> None:
+        """Add one batch: x the reconstructions, y the targets, both (N, C, H, W) in [-1, 1]."""
+        self.sum_mse += float(per_image_mse(x, y).sum())
+        self.sum_psnr += float(per_image_psnr(x, y, self.data_range).sum())
+        self.sum_ssim += float(per_image_ssim(x, y, self.data_range).sum())
+        self.count += int(x.shape[0])
+
+    def compute(self) -> dict[str, float | int]:
+        """{"mse", "psnr", "ssim": means over all images seen, "count": number of images}."""
+        if self.count == 0:
+            raise EmojirayError("ReconstructionMeter.compute() called before any update()")
+        n = self.count
+        return {"mse": self.sum_mse / n, "psnr": self.sum_psnr / n, "ssim": self.sum_ssim / n, "count": n}
+
+
+def psnr_from_mse(mse_value: float, data_range: float = 2.0) -> float:
+    """10·log10(range² / MSE), capped at PSNR_CAP_DB (for a single MSE, not a batch mean)."""
+    if mse_value <= 0:
+        return PSNR_CAP_DB
+    return min(PSNR_CAP_DB, 10.0 * math.log10(data_range**2 / mse_value))

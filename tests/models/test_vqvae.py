@@ -1,0 +1,79 @@
+"""VQ-VAE and VQ-VAE-2: shapes at 32 and 64 px, encode/decode consistency, config errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from emojiray.config import ModelConfig
+from emojiray.errors import EmojirayError
+from emojiray.models import VQVAE, VQVAE2, build_vqvae
+
+SMALL = dict(channels=32, res_channels=16, codebook_size=[32, 16], code_dim=[8, 8], kmeans_init=False)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_vqvae2_shapes(size):
+    m = build_vqvae(ModelConfig(arch="vqvae2", **SMALL), size)
+    assert isinstance(m, VQVAE2) and m.levels == ("top", "bottom")
+    x = torch.randn(2, 3, size, size)
+    out = m.train()(x)
+    assert out.recon.shape == x.shape
+    assert out.codes["bottom"].shape == (2, size // 4, size // 4)
+    assert out.codes["top"].shape == (2, size // 8, size // 8)
+    assert m.grid_sizes(size) == {"top": (size // 8, size // 8), "bottom": (size // 4, size // 4)}
+    assert out.vq_loss.ndim == 0 and set(out.perplexity) == {"top", "bottom"}
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_flat_vqvae_shapes(size):
+    m = build_vqvae(ModelConfig(arch="vqvae", **SMALL), size)
+    assert isinstance(m, VQVAE) and m.levels == ("bottom",)
+    out = m.train()(torch.randn(2, 3, size, size))
+    assert out.recon.shape == (2, 3, size, size) and out.codes["bottom"].shape == (2, size // 4, size // 4)
+
+
+def test_downsampling_per_level_is_configurable():
+    m = build_vqvae(ModelConfig(arch="vqvae2", downsample=[8, 2], **SMALL), 64)
+    out = m.eval()(torch.randn(1, 3, 64, 64))
+    assert out.codes["bottom"].shape == (1, 8, 8) and out.codes["top"].shape == (1, 4, 4)
+
+
+@pytest.mark.parametrize("arch", ["vqvae", "vqvae2"])
+def test_decode_codes_matches_forward_in_eval(arch):
+    torch.manual_seed(0)
+    m = build_vqvae(ModelConfig(arch=arch, **SMALL), 32).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        out = m(x)
+        codes = m.encode(x)
+        assert all(torch.equal(codes[k], out.codes[k]) for k in codes)
+        assert torch.allclose(m.decode_codes(codes), out.recon, atol=1e-5)
+
+
+def test_gradients_reach_every_parameter():
+    m = build_vqvae(ModelConfig(arch="vqvae2", **SMALL), 32).train()
+    x = torch.randn(2, 3, 32, 32)
+    out = m(x)
+    ((out.recon - x).pow(2).mean() + out.vq_loss).backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not missing, missing
+
+
+def test_eval_mode_leaves_codebooks_alone():
+    m = build_vqvae(ModelConfig(arch="vqvae2", **SMALL), 32)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with torch.no_grad():
+        m.eval()(torch.randn(4, 3, 32, 32))
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+@pytest.mark.parametrize("cfg, size, message", [
+    (ModelConfig(arch="vqgan"), 64, "unknown model.arch"),
+    (ModelConfig(downsample=[3, 2]), 64, "power of two"),
+    (ModelConfig(codebook_size=[512]), 64, "needs 2 values"),
+    (ModelConfig(downsample=[4, 2]), 36, "not divisible"),
+])
+def test_config_errors(cfg, size, message):
+    with pytest.raises(EmojirayError, match=message):
+        build_vqvae(cfg, size)

@@ -1,0 +1,110 @@
+"""VQ-VAE training with Ray Train on CPU over synthetic shards: loss, workers, resume, NaN, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emojiray.config import Config, DataConfig, ModelConfig, RayConfig, TrainConfig
+from emojiray.data.prepare import prepare
+from emojiray.errors import EmojirayError
+from emojiray.train import checkpoint as ckpt
+from emojiray.train.vqvae_loop import train_vqvae
+
+pytestmark = pytest.mark.ray
+
+
+def tiny_config(**train) -> Config:
+    return Config(
+        data=DataConfig(size=32),
+        ray=RayConfig(num_cpus=3, num_workers=1, data_cpus=1),
+        model=ModelConfig(channels=32, res_blocks=1, res_channels=16, codebook_size=[32, 16], code_dim=[8, 8],
+                          dead_code_steps=20),
+        train=TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 2e-3, "warmup_steps": 5, "log_every": 5, **train}),
+    )
+
+
+@pytest.fixture(scope="module")
+def data32(tmp_path_factory):
+    """Synthetic emoji (the fake npm packages of conftest) prepared at 32 px."""
+    from conftest import fake_package, write_tarball  # noqa: F401 - used via the npm cache below
+    import os
+
+    root = tmp_path_factory.mktemp("vq")
+    cache = root / "cache"
+    (cache / "npm").mkdir(parents=True)
+    for vendor in ("google", "twitter"):
+        entries, images = fake_package(vendor)
+        tgz = cache / "npm" / f"emoji-datasource-{vendor}-0.0.0-test.tgz"
+        (cache / "npm" / (tgz.name + ".sha1")).write_text(write_tarball(tgz, vendor, entries, images))
+    old = os.environ.get("EMOJIRAY_CACHE")
+    os.environ["EMOJIRAY_CACHE"] = str(cache)
+    try:
+        out = str(root / "ds")
+        prepare(DataConfig(npm_version="0.0.0-test", size=32, val_fraction=0.15, test_fraction=0.15), out,
+                log=lambda *_: None)
+    finally:
+        if old is None:
+            del os.environ["EMOJIRAY_CACHE"]
+        else:
+            os.environ["EMOJIRAY_CACHE"] = old
+    return out
+
+
+def test_two_workers_lower_the_loss(ray_local, data32, tmp_path):
+    cfg = tiny_config(epochs=3)
+    cfg.ray.num_workers = 2
+    record = train_vqvae(cfg, data32, str(tmp_path / "run"), log=lambda *_: None)
+    assert record["workers"] == 2 and record["use_gpu"] is False
+    losses = [h["loss"] for h in record["history"]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    m = record["metrics"]
+    assert m["val_psnr"] > 0 and -1 <= m["val_ssim"] <= 1 and m["val_mse"] > 0
+    assert 0 < m["codes_used_top"] <= 16 and 0 < m["codes_used_bottom"] <= 32
+    model, _, meta = ckpt.load_vqvae(str(tmp_path / "run" / "vqvae"))
+    assert meta["epoch"] == 3 and meta["step"] == record["step"]
+    summary = json.loads((tmp_path / "run" / "train_vqvae.json").read_text())
+    assert summary["epoch"] == 3
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resume_continues_steps_and_loss_then_nan_keeps_last_good(ray_local, data32, tmp_path):
+    out = str(tmp_path / "run")
+    first = train_vqvae(tiny_config(epochs=2), data32, out, log=lambda *_: None)
+    steps_per_epoch = first["history"][0]["step"]
+    assert first["history"][1]["step"] == 2 * steps_per_epoch
+
+    with pytest.raises(EmojirayError, match="--resume"):
+        train_vqvae(tiny_config(epochs=4), data32, out, log=lambda *_: None)
+
+    resumed = train_vqvae(tiny_config(epochs=4), data32, out, resume=True, log=lambda *_: None)
+    h = resumed["history"]
+    assert [e["epoch"] for e in h] == [1, 2, 3, 4]
+    assert [e["step"] for e in h] == [steps_per_epoch * i for i in (1, 2, 3, 4)]  # steps continue
+    assert h[:2] == first["history"]  # the earlier curve is kept, not recomputed
+    assert h[2]["loss"] < h[0]["loss"] * 1.05  # no jump back to an untrained model
+
+    # a diverging continuation stops with one line and leaves the last good model in place
+    with pytest.raises(EmojirayError, match=r"loss became .*epoch 5.*kept at") as err:
+        train_vqvae(tiny_config(epochs=5, lr=1e30, warmup_steps=0, grad_clip=0), data32, out, resume=True,
+                    log=lambda *_: None)
+    assert "\n" not in str(err.value)
+    _, _, meta = ckpt.load_vqvae(str(tmp_path / "run" / "vqvae"))
+    assert meta["epoch"] == 4
+
+    restarted = train_vqvae(tiny_config(epochs=1), data32, out, force=True, log=lambda *_: None)
+    assert [e["epoch"] for e in restarted["history"]] == [1]
+
+
+def test_bad_inputs_are_one_line_errors(data32, tmp_path):
+    cfg = tiny_config()
+    cfg.data.size = 64
+    with pytest.raises(EmojirayError, match="32 px but data.size is 64"):
+        train_vqvae(cfg, data32, str(tmp_path / "a"))
+    with pytest.raises(EmojirayError, match="no dataset"):
+        train_vqvae(tiny_config(), str(tmp_path / "nothing"), str(tmp_path / "b"))
+    bad = tiny_config()
+    bad.model.downsample = [4, 3]
+    with pytest.raises(EmojirayError, match="power of two"):
+        train_vqvae(bad, data32, str(tmp_path / "c"))
