@@ -95,9 +95,19 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     seed: int = 0
     max_failures: int = 2  # worker failures recovered from the last checkpoint
+    report_every_s: float = 0.0  # validate + checkpoint at most this often (0 = every epoch)
     log_every: int = 50  # steps between TensorBoard scalars
     image_every: int = 1  # epochs between TensorBoard image grids (0 = never)
     eval_batches: int = 0  # validation batches per epoch (0 = the whole split)
+
+
+@dataclass
+class EvalConfig:
+    """Measuring a trained tokenizer (`emojiray eval-vqvae`)."""
+
+    split: str = "test"  # held-out split to measure on
+    fid_images: int = 0  # images used for rFID (0 = the whole split; fewer = quicker, noisier)
+    batch_size: int = 256
 
 
 @dataclass
@@ -106,6 +116,7 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -12,6 +12,7 @@ Metrics (written to ``<out>/eval_vqvae.json``):
   Σ h·w·H (what an ideal entropy coder of the measured code frequencies would need).
 
 Also writes ``<out>/recon_grid.png``: originals (top row) above their reconstructions.
+The split is ``test``, ``val``, ``train`` or ``heldout`` (val and test together).
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ def default_device() -> torch.device:
 
 @torch.no_grad()
 def eval_vqvae(checkpoint: str, data_uri: str, out: str, split: str = "test", fid: bool = True,
-               batch_size: int = 256, device: str | None = None, log=print) -> dict[str, Any]:
+               fid_images: int = 0, batch_size: int = 256, device: str | None = None,
+               log=print) -> dict[str, Any]:
+    """Measure the tokenizer at ``checkpoint`` on one split of ``data_uri``; write results under ``out``.
+
+    ``fid_images`` > 0 computes rFID on the first that many images only (quicker on a CPU, and
+    noisier: the JSON records how many were used).
+    """
     dev = torch.device(device) if device else default_device()
     model, cfg, meta = load_vqvae(checkpoint, dev)
     manifest = shards.load_manifest(data_uri)
@@ -47,19 +54,22 @@ def eval_vqvae(checkpoint: str, data_uri: str, out: str, split: str = "test", fi
     trained = meta["config"].get("data", {}).get("size", size)
     if size != trained:
         raise EmojirayError(f"the model was trained on {trained} px images but {data_uri} holds {size} px images")
-    if not manifest["counts"]["split"].get(split, 0):
+    splits = ("val", "test") if split == "heldout" else (split,)
+    if not sum(manifest["counts"]["split"].get(s, 0) for s in splits):
         raise EmojirayError(f"the {split} split of {data_uri} is empty")
 
     meter = ReconstructionMeter()
     hists: dict[str, np.ndarray] = {}
     real_stats, fake_stats = [], []
+    fid_count = 0
     features = None
     if fid:
         from emojiray.metrics.inception import InceptionFeatures
 
         features = InceptionFeatures(dev)
     sheet = None
-    for table in shards.iter_tables(data_uri, manifest, split, columns=["image"]):
+    tables = (t for s in splits for t in shards.iter_tables(data_uri, manifest, s, columns=["image"]))
+    for table in tables:
         pixels = shards.pixels_from_table(table, manifest)  # (N, H, W, 3) uint8
         for start in range(0, len(pixels), batch_size):
             real = torch.from_numpy(pixels[start:start + batch_size].copy())
@@ -70,9 +80,11 @@ def eval_vqvae(checkpoint: str, data_uri: str, out: str, split: str = "test", fi
             for level, codes in out_.codes.items():
                 hists[level] = hists.get(level, 0) + code_histogram(codes, model.quantizers[level].K)
             recon_u8 = from_model_output(recon)
-            if features is not None:
-                real_stats.append(FeatureStats.from_features(features(real.numpy())))
-                fake_stats.append(FeatureStats.from_features(features(recon_u8)))
+            take = len(real) if not fid_images else max(0, min(len(real), fid_images - fid_count))
+            if features is not None and take > 0:
+                real_stats.append(FeatureStats.from_features(features(real.numpy()[:take])))
+                fake_stats.append(FeatureStats.from_features(features(recon_u8[:take])))
+                fid_count += take
             if sheet is None:
                 n = min(16, len(real))
                 sheet = grid(np.concatenate([real.numpy()[:n], recon_u8[:n]]), ncols=n)
@@ -102,6 +114,7 @@ def eval_vqvae(checkpoint: str, data_uri: str, out: str, split: str = "test", fi
         "psnr": rec["psnr"],
         "ssim": rec["ssim"],
         "rfid": frechet_distance(FeatureStats.merge(real_stats), FeatureStats.merge(fake_stats)) if fid else None,
+        "rfid_images": fid_count if fid else 0,
         "levels": levels,
         "codes_used": {level: v["codes_used"] for level, v in levels.items()},
         "bits_per_image": bits_per_image(grids, K),

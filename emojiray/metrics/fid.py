@@ -8,14 +8,15 @@ FID streams: :class:`FeatureStats` keeps Σx, Σxxᵀ and n, so statistics of di
 
 The Fréchet distance needs tr √(Σ₁Σ₂). Two ways are offered:
 
-* ``method="eigh"`` (default): Σ₁ = L Lᵀ from a symmetric eigendecomposition, then
-  tr √(Σ₁Σ₂) = Σ √λᵢ(Lᵀ Σ₂ L), since Σ₁Σ₂ and Lᵀ Σ₂ L share their non-zero eigenvalues.
-  Exact for covariance (symmetric PSD) matrices, always real, and about 10x faster than sqrtm on
-  2048-d matrices on a CPU (seconds instead of a minute); L is cached on the stats, so comparing
-  many sets against one reference costs one small product each.
+* ``method="cholesky"`` (default): factor Σ₁ = L Lᵀ with a pivoted Cholesky (LAPACK ``pstrf``,
+  which stops at the numerical rank r, so L is (D, r)), then tr √(Σ₁Σ₂) = Σ √λᵢ(Lᵀ Σ₂ L), since
+  Σ₁Σ₂ and the symmetric PSD (r, r) matrix Lᵀ Σ₂ L share their non-zero eigenvalues. Exact for
+  covariance matrices, always real, and much faster than sqrtm on 2048-d features on a CPU
+  (~3 s instead of ~1 min on 2 cores; well under a second when r is small, e.g. a few images).
+  L is cached on the stats, so comparing many sets against one reference is cheap.
 * ``method="sqrtm"``: the textbook ``scipy.linalg.sqrtm(Σ₁Σ₂)`` with the usual handling
   (retry with eps·I added to both covariances if the root is not finite; drop the imaginary
-  part). Kept as the reference the eigh path is tested against.
+  part). Kept as the reference the default is tested against.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 import torch
 
 from emojiray.errors import EmojirayError
@@ -102,12 +104,14 @@ class FeatureStats:
 
     @cached_property
     def cov_factor(self) -> np.ndarray:
-        """(D, r) matrix L with L Lᵀ = cov, r = numerical rank (eigen-directions above tolerance)."""
+        """(D, r) matrix L with L Lᵀ = cov, r = numerical rank (pivoted Cholesky, cached)."""
         cov = self.cov
-        w, v = (t.numpy() for t in torch.linalg.eigh(torch.from_numpy(cov)))  # ascending eigenvalues
-        tol = max(float(w[-1]), 0.0) * cov.shape[0] * np.finfo(np.float64).eps
-        keep = w > tol
-        return v[:, keep] * np.sqrt(w[keep])
+        chol, piv, rank, info = scipy.linalg.lapack.dpstrf(cov, lower=1)  # Pᵀ cov P = C Cᵀ
+        if info < 0:
+            raise EmojirayError(f"pivoted Cholesky failed on the covariance (LAPACK info {info})")
+        factor = np.empty((cov.shape[0], rank))
+        factor[piv - 1] = np.tril(chol)[:, :rank]  # undo the pivoting: rows of L = P C
+        return factor
 
     def _need(self, n: int) -> None:
         if self.n < n:
@@ -124,7 +128,7 @@ class FeatureStats:
             return cls(sum=z["sum"], sum_outer=z["sum_outer"], n=int(z["n"]))
 
 
-def _trace_sqrt_product_eigh(factor1: np.ndarray, cov2: np.ndarray) -> float:
+def _trace_sqrt_product_cholesky(factor1: np.ndarray, cov2: np.ndarray) -> float:
     """tr √(Σ₁Σ₂) = Σ √λ(Lᵀ Σ₂ L) for Σ₁ = L Lᵀ, L (D, r)."""
     inner = factor1.T @ cov2 @ factor1  # (r, r), symmetric PSD
     inner = (inner + inner.T) / 2
@@ -142,22 +146,22 @@ def _trace_sqrt_product_sqrtm(cov1: np.ndarray, cov2: np.ndarray, eps: float) ->
 
 
 def frechet_distance(stats1: FeatureStats, stats2: FeatureStats, eps: float = 1e-6,
-                     method: str = "eigh") -> float:
+                     method: str = "cholesky") -> float:
     """‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2√(Σ₁Σ₂)) between two Gaussians fitted to features."""
     if stats1.dim != stats2.dim:
         raise EmojirayError(f"feature dimensions differ: {stats1.dim} vs {stats2.dim}")
     cov1, cov2 = stats1.cov, stats2.cov
-    if method == "eigh":
-        tr_sqrt = _trace_sqrt_product_eigh(stats1.cov_factor, cov2)
+    if method == "cholesky":
+        tr_sqrt = _trace_sqrt_product_cholesky(stats1.cov_factor, cov2)
     elif method == "sqrtm":
         tr_sqrt = _trace_sqrt_product_sqrtm(cov1, cov2, eps)
     else:
-        raise EmojirayError(f"unknown Fréchet distance method {method!r}: use 'eigh' or 'sqrtm'")
+        raise EmojirayError(f"unknown Fréchet distance method {method!r}: use 'cholesky' or 'sqrtm'")
     diff = stats1.mean - stats2.mean
     return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * tr_sqrt)
 
 
-def fid_from_features(features1, features2, method: str = "eigh") -> float:
+def fid_from_features(features1, features2, method: str = "cholesky") -> float:
     """FID between two (N, D) feature sets."""
     return frechet_distance(FeatureStats.from_features(features1),
                             FeatureStats.from_features(features2), method=method)

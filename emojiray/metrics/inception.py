@@ -53,9 +53,15 @@ def load_inception(device: str | torch.device = "cpu") -> torch.jit.ScriptModule
     """The TorchScript network on ``device``, in eval mode; loaded once per device."""
     key = str(torch.device(device))
     if key not in _MODULES:
-        with warnings.catch_warnings():  # torch 2.13 deprecates jit.load; the network ships only as TorchScript
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(weights_path()), map_location=key)
+        path = weights_path()
+        try:
+            with warnings.catch_warnings():  # torch 2.13 deprecates jit.load; the file is TorchScript
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(path), map_location=key)
+        except (RuntimeError, OSError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise EmojirayError(f"cannot load FID Inception weights {path} ({reason}): "
+                                f"reinstall with {INSTALL_HINT}") from None
         module.eval()
         for p in module.parameters():
             p.requires_grad_(False)

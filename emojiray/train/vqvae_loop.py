@@ -73,7 +73,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
             opt.load_state_dict(state["optimizer"])
         step, epoch0 = int(state.get("step", 0)), int(state.get("epoch", 0))
         elapsed = float(state.get("elapsed", 0.0))
-        history = [dict(zip(("epoch", "step", "loss"), map(float, row))) for row in state.get("history", [])]
+        history = list(state.get("history", []))
         if "rng" in state:
             torch.set_rng_state(state["rng"])
 
@@ -85,7 +85,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     val_shard = ray.train.get_dataset_shard("val") if rank == 0 else None
     quantizers = model.quantizers
 
-    status, epoch = "ok", epoch0
+    status, epoch, last_report = "ok", epoch0, elapsed
     for epoch in range(epoch0, tc.epochs):
         net.train()
         t_epoch, seen, loss_sum, n_steps = time.perf_counter(), 0, 0.0, 0
@@ -126,17 +126,21 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
             raise EmojirayError(f"no full training batch: {config['train_images']} images over {world} "
                                 f"worker(s) is fewer than train.batch_size={tc.batch_size}")
 
-        metrics = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / n_steps,
+        done = epoch + 1 >= tc.epochs or bool(tc.max_seconds and elapsed >= tc.max_seconds)
+        epoch_loss = loss_sum / n_steps
+        if not done and tc.report_every_s and elapsed - last_report < tc.report_every_s:
+            continue  # short epochs (fast GPUs): validate and checkpoint every report_every_s only
+        last_report = elapsed
+        metrics = {"epoch": epoch + 1, "step": step, "train_loss": epoch_loss,
                    "train_seconds": elapsed, "images_per_s": seen * world / train_seconds}
-        history.append({"epoch": epoch + 1, "step": step, "loss": metrics["train_loss"]})
         if rank == 0:
             val, sample = evaluate(model, val_shard, device, tc, max_batches=tc.eval_batches)
             metrics.update(val)
-            tb.scalars(step, **{f"val/{k}": v for k, v in val.items()}, **{"train/epoch_loss": metrics["train_loss"]})
+            tb.scalars(step, **{f"val/{k}": v for k, v in val.items()}, **{"train/epoch_loss": epoch_loss})
             if tc.image_every and (epoch + 1) % tc.image_every == 0 and sample is not None:
                 tb.image("val/originals_over_reconstructions", sample, step)
             tb.flush()
-        done = epoch + 1 >= tc.epochs or bool(tc.max_seconds and elapsed >= tc.max_seconds)
+        history.append({k: float(v) for k, v in metrics.items()})
         _report(metrics, rank, model, cfg, step, epoch + 1, elapsed, history, opt)
         if done:
             break
@@ -154,8 +158,7 @@ def _report(metrics, rank, model, cfg: Config, step, epoch, elapsed, history, op
         return
     with tempfile.TemporaryDirectory() as d:
         state = {"optimizer": opt.state_dict(), "step": step, "epoch": epoch, "elapsed": elapsed,
-                 "history": torch.tensor([[h["epoch"], h["step"], h["loss"]] for h in history], dtype=torch.float64),
-                 "rng": torch.get_rng_state()}
+                 "history": history, "rng": torch.get_rng_state()}
         ckpt.save(d, model, "vqvae", cfg.to_dict(), trainer_state=state, step=step, epoch=epoch,
                   metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
