@@ -36,6 +36,8 @@ def test_config_command_prints_overrides(capsys):
     (["data", "prepare", "--source", "folder:/nonexistent", "--out", "/tmp/x"], "not a directory"),
     (["data", "prepare", "--source", "gopher:x", "--out", "/tmp/x"], "unknown source"),
     (["data", "prepare", "--size", "3", "--out", "/tmp/x", "--source", "folder:/tmp"], "data.size"),
+    (["train-vqvae", "--data", "/nonexistent/ds", "--out", "/tmp/x"], "no dataset at /nonexistent/ds"),
+    (["eval-vqvae", "--checkpoint", "/nonexistent/ck", "--data", "/tmp", "--out", "/tmp/x"], "checkpoint not found"),
 ])
 def test_user_errors_are_one_line(args, message):
     proc = run_cli(*args)

@@ -104,6 +104,11 @@ def test_bad_inputs_are_one_line_errors(data32, tmp_path):
         train_vqvae(cfg, data32, str(tmp_path / "a"))
     with pytest.raises(EmojirayError, match="no dataset"):
         train_vqvae(tiny_config(), str(tmp_path / "nothing"), str(tmp_path / "b"))
+    no_val = str(tmp_path / "noval")
+    prepare(DataConfig(source="parquet:" + data32, size=32, val_fraction=0.0, test_fraction=0.0), no_val,
+            log=lambda *_: None)
+    with pytest.raises(EmojirayError, match="val split .* is empty"):
+        train_vqvae(tiny_config(), no_val, str(tmp_path / "d"))
     bad = tiny_config()
     bad.model.downsample = [4, 3]
     with pytest.raises(EmojirayError, match="power of two"):
