@@ -1,0 +1,109 @@
+"""MaskGIT prior (Chang et al. 2022): a bidirectional transformer over masked code sequences.
+
+Training is absorbing-state discrete diffusion: draw r ~ U(0, 1), mask ceil(cos(πr/2)·N) random
+positions (replace them by the [MASK] id), predict the originals; the loss counts masked
+positions only. Sampling starts from an all-masked sequence and, over T steps (8–16), predicts
+every masked position at once, keeps the most confident predictions and re-masks the rest so
+that cos(π/2·t/T)·N positions stay masked after step t — none after the last step.
+
+    [cond] + tokens-with-masks (B, 1 + N) ─ L × bidirectional blocks ─► logits (B, N, V)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emojiray.models.codes import CodeLayout, guided, sample_logits
+from emojiray.models.transformer import Block
+
+
+def cosine_schedule(ratio: torch.Tensor | float) -> torch.Tensor | float:
+    """Share of positions still masked at progress ``ratio`` in [0, 1] (1 -> 0)."""
+    if isinstance(ratio, torch.Tensor):
+        return torch.cos(ratio * math.pi / 2)
+    return math.cos(ratio * math.pi / 2)
+
+
+class MaskGIT(nn.Module):
+    def __init__(self, layout: CodeLayout, n_classes: int = 0, dim: int = 256, layers: int = 8,
+                 heads: int = 8, dropout: float = 0.1):
+        super().__init__()
+        self.layout, self.n_classes = layout, n_classes
+        self.mask_id = layout.vocab_size  # one extra input id: [MASK]
+        self.tok_emb = nn.Embedding(layout.vocab_size + 1, dim)
+        self.cls_emb = nn.Embedding(n_classes + 1, dim)  # index n_classes = unconditional
+        self.pos_emb = nn.Parameter(torch.zeros(layout.seq_len + 1, dim))
+        nn.init.normal_(self.pos_emb, std=0.02)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, layout.vocab_size)
+        self.register_buffer("allowed", layout.allowed(), persistent=False)
+
+    def null_class(self, batch: int, device) -> torch.Tensor:
+        return torch.full((batch,), self.n_classes, dtype=torch.long, device=device)
+
+    def forward(self, tokens: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N) tokens, some equal to ``mask_id`` -> (B, N, V) logits for every position."""
+        B = tokens.shape[0]
+        cond = self.null_class(B, tokens.device) if cond is None else cond
+        x = torch.cat([self.cls_emb(cond)[:, None], self.tok_emb(tokens)], dim=1)
+        x = self.drop(x + self.pos_emb)
+        for blk in self.blocks:
+            x = blk(x, causal=False)
+        logits = self.head(self.ln_f(x[:, 1:]))
+        return logits.masked_fill(~self.allowed, float("-inf"))
+
+    def mask_for_training(self, tokens: torch.Tensor, generator: torch.Generator | None = None):
+        """(masked tokens, bool mask (B, N)) with a cosine-scheduled number of masked positions."""
+        B, N = tokens.shape
+        r = torch.rand(B, generator=generator, device=tokens.device)
+        n_mask = torch.ceil(cosine_schedule(r) * N).clamp(1, N).long()  # (B,)
+        scores = torch.rand(B, N, generator=generator, device=tokens.device)
+        rank = scores.argsort(dim=1).argsort(dim=1)  # a random permutation rank per position
+        mask = rank < n_mask[:, None]
+        return tokens.masked_fill(mask, self.mask_id), mask
+
+    def loss(self, tokens: torch.Tensor, cond: torch.Tensor | None = None, generator=None):
+        masked, mask = self.mask_for_training(tokens, generator)
+        logits = self(masked, cond)
+        return F.cross_entropy(logits[mask].float(), tokens[mask]), logits, mask
+
+    @torch.no_grad()
+    def generate(self, n: int, cond: torch.Tensor | None = None, steps: int = 12, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, guidance: float = 1.0, choice_temperature: float = 4.5,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample (n, N) tokens in ``steps`` parallel decoding steps; every position ends filled."""
+        device = self.pos_emb.device
+        N = self.layout.seq_len
+        cond = self.null_class(n, device) if cond is None else cond.to(device)
+        guide = guidance != 1.0 and bool((cond != self.n_classes).any())
+        tokens = torch.full((n, N), self.mask_id, dtype=torch.long, device=device)
+        for t in range(steps):
+            masked = tokens == self.mask_id  # (n, N)
+            if not masked.any():
+                break
+            if guide:
+                both = self(torch.cat([tokens, tokens]), torch.cat([cond, self.null_class(n, device)])).float()
+                logits = guided(both[:n], both[n:], guidance).masked_fill(~self.allowed, float("-inf"))
+            else:
+                logits = self(tokens, cond).float()
+            sampled = sample_logits(logits, temperature, top_k, top_p, generator)  # (n, N)
+            logp = F.log_softmax(logits, -1).gather(-1, sampled[..., None]).squeeze(-1)
+            # confidence with annealed Gumbel noise (more exploration early), +inf where already fixed
+            u = torch.rand(logp.shape, generator=generator, device=device).clamp_(1e-20, 1.0)
+            gumbel = -torch.log(-torch.log(u))
+            confidence = logp + choice_temperature * (1 - (t + 1) / steps) * gumbel
+            confidence = confidence.masked_fill(~masked, float("inf"))
+            tokens = torch.where(masked, sampled, tokens)
+            # how many stay masked after this step (zero after the last)
+            keep_masked = int(math.floor(cosine_schedule((t + 1) / steps) * N)) if t < steps - 1 else 0
+            keep_masked = min(keep_masked, int(masked.sum(1).min().item()) - 1) if keep_masked else 0
+            if keep_masked > 0:
+                lowest = confidence.topk(keep_masked, dim=1, largest=False).indices
+                tokens.scatter_(1, lowest, self.mask_id)
+        return tokens
