@@ -102,6 +102,33 @@ class TrainConfig:
 
 
 @dataclass
+class PriorConfig:
+    """A prior over VQ codes (`emojiray train-prior`) and how it samples."""
+
+    kind: str = "transformer"  # pixelsnail | transformer | maskgit
+    condition: str = "none"  # none | emotion | category | vendor
+    cond_dropout: float = 0.1  # share of training examples seen without their condition (for CFG)
+    dim: int = 256  # transformer width
+    layers: int = 8
+    heads: int = 8
+    dropout: float = 0.1
+    channels: int = 128  # PixelSNAIL channels
+    blocks: int = 4  # PixelSNAIL blocks (gated residual stack + attention)
+    res_per_block: int = 2
+    maskgit_steps: int = 12  # parallel decoding steps
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    guidance: float = 1.0  # classifier-free guidance scale (1 = plain conditional)
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    sheet_samples: int = 32  # samples in the sheet written after training
+
+
+@dataclass
 class EvalConfig:
     """Measuring a trained tokenizer (`emojiray eval-vqvae`)."""
 
@@ -117,6 +144,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

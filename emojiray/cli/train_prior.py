@@ -1,0 +1,30 @@
+"""`emojiray train-prior`: train a PixelSNAIL, autoregressive transformer or MaskGIT prior."""
+
+from __future__ import annotations
+
+from emojiray.cli.common import add_config_args, config_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train-prior", help="train a prior over VQ codes with Ray Train")
+    p.add_argument("--codes", required=True, help="code shards URI (from `emojiray extract-codes`)")
+    p.add_argument("--kind", choices=("pixelsnail", "transformer", "maskgit"), help="default: prior.kind")
+    p.add_argument("--condition", choices=("none", "emotion", "category", "vendor"), help="default: prior.condition")
+    p.add_argument("--out", required=True, help="run URI for checkpoints, logs, the model and a sample sheet")
+    p.add_argument("--resume", action="store_true", help="continue the run at --out")
+    p.add_argument("--force", action="store_true", help="delete an existing run at --out and start over")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from emojiray import storage
+    from emojiray.generate.sampler import write_sample_sheet
+    from emojiray.train.prior_loop import train_prior
+
+    cfg = config_from_args(args, **{"prior.kind": args.kind, "prior.condition": args.condition})
+    record = train_prior(cfg, args.codes, args.out, resume=args.resume, force=args.force)
+    sheet = write_sample_sheet(record["prior"], None, storage.join(args.out, f"samples_{cfg.prior.kind}.png"),
+                               n=cfg.prior.sheet_samples)
+    print(f"train-prior: sample sheet -> {sheet}")
+    return 0

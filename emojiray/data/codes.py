@@ -1,0 +1,188 @@
+"""`emojiray extract-codes`: every split encoded into code shards by a Ray Data actor pool.
+
+Each actor loads the VQ-VAE once (on a GPU when the cluster has them) and encodes batches of
+images into code grids. Output under ``out``::
+
+    manifest.json              written last: levels, grids, codebook sizes, label vocabularies,
+                               the VQ-VAE it came from, rows and files per split
+    train/*.parquet, val/*.parquet, test/*.parquet
+        <level>: fixed-size list of int16 (h*w codes in raster order), key, and label ids
+        (category, vendor, emotion) indexing the manifest's vocabularies.
+
+Readers take the file list from the manifest, so an interrupted extraction is never read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from emojiray import storage
+from emojiray.data import shards
+from emojiray.errors import EmojirayError
+
+FORMAT = "emojiray-codes"
+LABELS = ("category", "vendor", "emotion")
+
+
+class Encoder:
+    """Ray Data callable class: (images, labels) batch -> code grids (one VQ-VAE per actor)."""
+
+    def __init__(self, checkpoint: str, levels: tuple[str, ...]):
+        import torch
+
+        from emojiray.train.checkpoint import load_vqvae
+
+        self.torch = torch
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, _, _ = load_vqvae(checkpoint, self.device)
+        self.levels = levels
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        from emojiray.images import to_model_input
+
+        with self.torch.no_grad():
+            x = to_model_input(self.torch.from_numpy(batch["image"]), self.device, channels_last=False)
+            codes = self.model.encode(x)
+        cols: dict[str, Any] = {}
+        for lv in self.levels:
+            flat = codes[lv].flatten(1).to(self.torch.int16).cpu().numpy()  # (B, h*w)
+            cols[lv] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
+        for name in ("key", *LABELS):
+            cols[name] = pa.array(batch[name])
+        return pa.table(cols)
+
+
+def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print) -> dict[str, Any]:
+    import ray
+
+    from emojiray.config import RayConfig
+    from emojiray.raykit import init_ray
+    from emojiray.train.checkpoint import load_vqvae
+
+    cfg = cfg or RayConfig()
+    model, vcfg, meta = load_vqvae(vqvae)  # validates the checkpoint before any actor starts
+    manifest = shards.load_manifest(data_uri)
+    size = manifest["image"]["height"]
+    if size != vcfg.data.size:
+        raise EmojirayError(f"the VQ-VAE was trained on {vcfg.data.size} px images but {data_uri} holds {size} px")
+    grids = model.grid_sizes(size)
+    sizes = {lv: q.K for lv, q in model.quantizers.items()}
+    levels = tuple(model.levels)
+
+    init_ray(cfg)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    actors = max(1, gpus) if gpus else max(1, min(2, int(ray.cluster_resources().get("CPU", 1)) - cfg.data_cpus))
+    run = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    splits: dict[str, Any] = {}
+    fs, _ = storage.filesystem(out)
+    for split in shards.SPLITS:
+        if not manifest["counts"]["split"].get(split, 0):
+            splits[split] = {"rows": 0, "files": []}
+            continue
+        ds = _with_keys(data_uri, split, manifest)
+        coded = ds.map_batches(Encoder, fn_constructor_kwargs={"checkpoint": vqvae, "levels": levels},
+                               batch_size=256, batch_format="numpy",
+                               compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0)
+        target = storage.join(out, split)
+        coded.write_parquet(storage.filesystem(target)[1], filesystem=fs,
+                            filename_provider=_names(f"codes-{run}"))
+        files = [u for u in storage.list_files(target, recursive=False) if storage.basename(u).startswith(f"codes-{run}")]
+        rows = sum(_rows(u) for u in files)
+        splits[split] = {"rows": rows, "files": [f"{split}/{storage.basename(u)}" for u in files]}
+        log(f"extract-codes: {split}: {rows} images -> {target}")
+
+    record = {
+        "format": FORMAT, "format_version": 1,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "vqvae": vqvae, "vqvae_step": meta.get("step"), "data": data_uri, "data_fingerprint": manifest["fingerprint"],
+        "image_size": size, "levels": list(levels),
+        "grids": {lv: list(grids[lv]) for lv in levels}, "codebook_size": sizes,
+        "vocab": {k: manifest["vocab"][k] for k in LABELS},
+        "splits": splits,
+    }
+    storage.write_json(storage.join(out, "manifest.json"), record)
+    _remove_stale(out, record)
+    return record
+
+
+def _with_keys(data_uri: str, split: str, manifest: dict[str, Any]):
+    """The split as a Ray Dataset of images, keys and label ids (decoded in map_batches)."""
+    import ray
+
+    from emojiray.data.stream import decode_batch
+
+    paths = [storage.filesystem(p)[1] for p in shards.shard_uris(data_uri, manifest, split)]
+    fs, _ = storage.filesystem(data_uri)
+    img = manifest["image"]
+
+    def decode(table: pa.Table) -> dict[str, np.ndarray]:
+        out = decode_batch(table, img["height"], img["width"], manifest["vocab"], LABELS)
+        out["key"] = np.asarray(table.column("key").to_pylist(), dtype=object)
+        return out
+
+    return ray.data.read_parquet(paths, filesystem=fs).select_columns(["image", "key", *LABELS]).map_batches(
+        decode, batch_format="pyarrow", batch_size=1024, zero_copy_batch=True)
+
+
+def _names(prefix: str):
+    """A Ray Data filename provider: <prefix>-<task>-<block>.parquet (one run's files are recognisable)."""
+    from ray.data.datasource import FilenameProvider
+
+    class Names(FilenameProvider):
+        def get_filename_for_block(self, block, write_uuid, task_index, block_index) -> str:
+            return f"{prefix}-{write_uuid}-{task_index:05d}-{block_index:05d}.parquet"
+
+        def get_filename_for_task(self, write_uuid, task_index) -> str:
+            return f"{prefix}-{write_uuid}-{task_index:05d}.parquet"
+
+    return Names()
+
+
+def _rows(uri: str) -> int:
+    import pyarrow.parquet as pq
+
+    fs, path = storage.filesystem(uri)
+    with fs.open_input_file(path) as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def _remove_stale(out: str, record: dict[str, Any]) -> None:
+    keep = {f for s in record["splits"].values() for f in s["files"]}
+    for split in shards.SPLITS:
+        for uri in storage.list_files(storage.join(out, split), recursive=False):
+            rel = f"{split}/{storage.basename(uri)}"
+            if rel not in keep and storage.basename(uri).startswith("codes-"):
+                storage.delete(uri)
+
+
+def load_codes_manifest(uri: str) -> dict[str, Any]:
+    path = storage.join(uri, "manifest.json")
+    if not storage.exists(path):
+        raise EmojirayError(f"no code shards at {uri}: run `emojiray extract-codes --out {uri}` first")
+    m = storage.read_json(path)
+    if m.get("format") != FORMAT:
+        raise EmojirayError(f"{path} is not an emojiray code manifest")
+    return m
+
+
+def read_code_tables(uri: str, manifest: dict[str, Any], split: str):
+    """Arrow tables of one split's code shards (no Ray), in manifest order."""
+    import pyarrow.parquet as pq
+
+    for rel in manifest["splits"][split]["files"]:
+        fs, path = storage.filesystem(storage.join(uri, rel))
+        yield pq.read_table(path, filesystem=fs)
+
+
+def codes_from_table(table: pa.Table, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
+    """{level: (N, h, w) int64} from a code shard table."""
+    out = {}
+    for lv in manifest["levels"]:
+        h, w = manifest["grids"][lv]
+        col = table.column(lv).combine_chunks()
+        out[lv] = col.flatten().to_numpy().astype(np.int64).reshape(-1, h, w)
+    return out

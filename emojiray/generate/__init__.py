@@ -1,0 +1,1 @@
+"""Generation: sampling codes from a prior and decoding them (sampler.py is pure PyTorch)."""
