@@ -93,9 +93,6 @@ def test_resume_continues_steps_and_loss_then_nan_keeps_last_good(ray_local, dat
     _, _, meta = ckpt.load_vqvae(str(tmp_path / "run" / "vqvae"))
     assert meta["epoch"] == 4
 
-    restarted = train_vqvae(tiny_config(epochs=1), data32, out, force=True, log=lambda *_: None)
-    assert [e["epoch"] for e in restarted["history"]] == [1]
-
 
 def test_bad_inputs_are_one_line_errors(data32, tmp_path):
     cfg = tiny_config()
@@ -127,7 +124,7 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_local, data32, tmp_path)
     from ray.util.state import list_actors
 
     out = str(tmp_path / "run")
-    cfg = tiny_config(epochs=6, max_failures=2)
+    cfg = tiny_config(epochs=4, max_failures=2)
     result: dict = {}
     thread = threading.Thread(target=lambda: result.update(run=train_vqvae(cfg, data32, out, log=lambda *_: None)))
     thread.start()
@@ -145,5 +142,5 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_local, data32, tmp_path)
     assert killed, "the worker was never seen alive after a checkpoint"
     h = result["run"]["history"]
     per_epoch = h[0]["step"]
-    assert [e["epoch"] for e in h] == [1, 2, 3, 4, 5, 6]
-    assert [e["step"] for e in h] == [per_epoch * i for i in range(1, 7)]
+    assert [e["epoch"] for e in h] == [1, 2, 3, 4]
+    assert [e["step"] for e in h] == [per_epoch * i for i in range(1, 5)]
