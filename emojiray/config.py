@@ -138,6 +138,13 @@ class EvalConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """Which optional stages `emojiray pipeline` runs."""
+
+    priors: list[str] = field(default_factory=lambda: ["pixelsnail", "transformer", "maskgit"])
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     ray: RayConfig = field(default_factory=RayConfig)
@@ -145,6 +152,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

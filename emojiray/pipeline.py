@@ -1,4 +1,4 @@
-"""The main job, end to end: data -> summary -> streaming check -> VQ-VAE -> evaluation.
+"""The main job, end to end: data -> summary -> streaming check -> VQ-VAE -> evaluation -> codes -> priors.
 
 One function per stage lives in its own module; this only chains them and records what each
 wrote in ``<out>/pipeline.json``. The CLI (`emojiray pipeline`) and `jobs/pipeline.py` call it.
@@ -11,6 +11,9 @@ Layout under ``out``::
     data_summary.json, data_contact_category.png, data_contact_emotion.png
     tokenizer/            the VQ-VAE run: ray/ (checkpoints), tensorboard/, vqvae/ (the model)
     eval_vqvae.json, recon_grid.png
+    codes/                code shards of every split (extract-codes)
+    prior_<kind>/         one run per prior kind in ``pipeline.priors``: prior/ (the best model), ...
+    samples_<kind>.png    a sheet of decoded samples per prior
     pipeline.json
 """
 
@@ -23,7 +26,7 @@ import time
 from typing import Any
 
 from emojiray import __version__, storage
-from emojiray.config import Config
+from emojiray.config import Config, config_from_dict
 
 
 def _tokenizer_fingerprint(cfg: Config, data_fingerprint: str) -> str:
@@ -88,7 +91,7 @@ def run_pipeline(cfg: Config, out: str, force: bool = False, log=print) -> dict[
         result = train_vqvae(cfg, data_uri, run_uri, resume=interrupted and not force,
                              force=force or not interrupted, log=log)
         storage.write_json(summary_uri, {**result, "fingerprint": fingerprint})
-        return {"model": result["model"], "epoch": result["epoch"], "metrics": result["metrics"]}
+        return {"model": result["model"], "epoch": result["epoch"], "metrics": result["metrics"], "retrained": True}
 
     trained = stage("train_vqvae", do_train)
 
@@ -98,6 +101,47 @@ def run_pipeline(cfg: Config, out: str, force: bool = False, log=print) -> dict[
         return {k: r[k] for k in ("psnr", "ssim", "rfid", "rfid_images", "codes_used", "bits_per_image")}
 
     stage("eval_vqvae", do_eval)
+
+    from emojiray.data.codes import extract_codes
+    from emojiray.generate.sampler import write_sample_sheet
+    from emojiray.train.prior_loop import train_prior
+
+    codes_uri = storage.join(out, "codes")
+
+    def do_codes():
+        manifest_uri = storage.join(codes_uri, "manifest.json")
+        if not force and storage.exists(manifest_uri) and not trained.get("retrained"):
+            done = storage.read_json(manifest_uri)
+            if done.get("data_fingerprint") == manifest["fingerprint"] and done.get("vqvae") == trained["model"]:
+                log(f"extract-codes: {codes_uri} is up to date")
+                return {"uri": codes_uri, "skipped": True}
+        r = extract_codes(trained["model"], data_uri, codes_uri, cfg.ray, log=log)
+        return {"uri": codes_uri, "rows": {k: v["rows"] for k, v in r["splits"].items()}}
+
+    codes_stage = stage("extract_codes", do_codes)
+
+    for kind in cfg.pipeline.priors:
+        run = storage.join(out, f"prior_{kind}")
+
+        def do_prior(kind=kind, run=run):
+            pcfg = config_from_dict(cfg.to_dict())
+            pcfg.prior.kind = kind
+            fp = hashlib.sha256(json.dumps({"tok": fingerprint, "prior": pcfg.to_dict()["prior"]},
+                                           sort_keys=True).encode()).hexdigest()
+            summary_uri = storage.join(run, "train_prior.json")
+            if not force and not codes_stage.get("rows") and storage.exists(summary_uri):
+                done = storage.read_json(summary_uri)
+                if done.get("fingerprint") == fp:
+                    log(f"train-prior: {run} is up to date")
+                    return {"prior": done["prior"], "skipped": True}
+            r = train_prior(pcfg, codes_uri, run, force=True, log=log)
+            storage.write_json(summary_uri, {**r, "fingerprint": fp})
+            sheet = write_sample_sheet(r["prior"], trained["model"], storage.join(out, f"samples_{kind}.png"),
+                                       n=pcfg.prior.sheet_samples, seed=cfg.train.seed)
+            log(f"train-prior: {kind} sample sheet -> {sheet}")
+            return {"prior": r["prior"], "sheet": sheet, "metrics": r["metrics"]}
+
+        stage(f"prior_{kind}", do_prior)
 
     record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     storage.write_json(storage.join(out, "pipeline.json"), record)
