@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from emojiray import storage
+from emojiray.errors import EmojirayError
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -36,6 +37,27 @@ def any_worker(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t)
     return bool(t.item() > 0)
+
+
+def optimizer_step(net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
+    """Backward, optional global-norm clipping, step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    opt.step()
+
+
+def claim_run_dir(run_dir: str, resume: bool, force: bool, log=print) -> None:
+    """Refuse to overwrite an existing Ray Train run unless resuming or forced (then delete it)."""
+    if storage.exists(run_dir) and storage.list_files(run_dir):
+        if force:
+            storage.delete(run_dir)
+        elif not resume:
+            raise EmojirayError(f"{run_dir} already holds a training run: pass --resume to continue it "
+                                f"or --force to start over")
+    elif resume:
+        log(f"nothing to resume at {run_dir}; starting a new run")
 
 
 class TensorBoard:
@@ -81,3 +103,23 @@ class TensorBoard:
             if self.uri is not None and storage.is_s3(self.uri):
                 shutil.rmtree(self.local, ignore_errors=True)
             self.writer = None
+
+
+def root_message(exc: BaseException) -> str:
+    """The innermost meaningful one-line message of a (Ray-wrapped) exception chain."""
+    seen = set()
+    cur: BaseException | None = exc
+    best = str(exc)
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, EmojirayError):
+            return str(cur)
+        text = str(cur).strip()
+        if text:
+            best = text
+        cur = cur.__cause__ or cur.__context__
+    lines = [ln for ln in best.splitlines() if ln.strip()]
+    for ln in reversed(lines):  # Ray prints the worker traceback; the last line names the error
+        if "Error" in ln or "error" in ln:
+            return ln.strip()[:300]
+    return (lines[-1] if lines else type(exc).__name__)[:300]

@@ -26,7 +26,8 @@ from emojiray.errors import EmojirayError
 from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import CONDITIONS, build_prior, nats_to_bits, prior_loss
 from emojiray.train import checkpoint as ckpt
-from emojiray.train.loop_utils import TensorBoard, any_worker, autocast, warmup_cosine
+from emojiray.train.loop_utils import (TensorBoard, any_worker, autocast, claim_run_dir, optimizer_step,
+                                       root_message, warmup_cosine)
 
 RUN_NAME = "prior"
 
@@ -126,11 +127,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
             if any_worker(not torch.isfinite(loss).item(), device):
                 status = f"loss became {loss.item()} at step {step} (epoch {epoch + 1})"
                 break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
-            opt.step()
+            optimizer_step(net, opt, loss, tc.grad_clip)
             step, n_steps, seen = step + 1, n_steps + 1, seen + codes[layout.levels[0]].shape[0]
             loss_sum += loss.item()
             if rank == 0 and step % tc.log_every == 0:
@@ -201,12 +198,7 @@ def train_prior(cfg: Config, codes_uri: str, out: str, resume: bool = False, for
     build_prior(cfg.prior, layout, n_classes)  # config errors before any worker starts
     train_rows = manifest["splits"]["train"]["rows"]
     run_dir = storage.join(out, "ray", RUN_NAME)
-    if storage.exists(run_dir) and storage.list_files(run_dir):
-        if force:
-            storage.delete(run_dir)
-        elif not resume:
-            raise EmojirayError(f"{run_dir} already holds a training run: pass --resume to continue it "
-                                f"or --force to start over")
+    claim_run_dir(run_dir, resume, force, log)
     init_ray(cfg.ray)
     scaling = scaling_config(cfg.ray)
     fs, ray_path = storage.filesystem(storage.join(out, "ray"))
@@ -231,10 +223,8 @@ def train_prior(cfg: Config, codes_uri: str, out: str, resume: bool = False, for
         f"{scaling.num_workers} worker(s), {cfg.prior.epochs} epoch(s) -> {out}")
     try:
         result = trainer.fit()
-    except Exception as exc:
-        from emojiray.train.vqvae_loop import _root_message
-
-        raise EmojirayError(f"training failed: {_root_message(exc)}") from None
+    except Exception as exc:  # Ray wraps worker errors; surface the user's one line
+        raise EmojirayError(f"training failed: {root_message(exc)}") from None
     summary = result.return_value or {}
     best = min(result.best_checkpoints, key=lambda cm: cm[1].get("val_bits_per_code", math.inf))[0] \
         if result.best_checkpoints else result.checkpoint

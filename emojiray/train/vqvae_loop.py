@@ -37,7 +37,8 @@ from emojiray.metrics.codes import code_histogram, perplexity, usage
 from emojiray.metrics.image import ReconstructionMeter
 from emojiray.models import build_vqvae
 from emojiray.train import checkpoint as ckpt
-from emojiray.train.loop_utils import TensorBoard, any_worker, autocast, warmup_cosine
+from emojiray.train.loop_utils import (TensorBoard, any_worker, autocast, claim_run_dir, optimizer_step,
+                                       root_message, warmup_cosine)
 
 RUN_NAME = "vqvae"
 
@@ -83,7 +84,6 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     tb = TensorBoard(config["tb_uri"] if rank == 0 else None)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val") if rank == 0 else None
-    quantizers = model.quantizers
 
     status, epoch, last_report = "ok", epoch0, elapsed
     for epoch in range(epoch0, tc.epochs):
@@ -101,11 +101,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
             if any_worker(not torch.isfinite(loss).item(), device):
                 status = f"loss became {loss.item()} at step {step} (epoch {epoch + 1})"
                 break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
-            opt.step()
+            optimizer_step(net, opt, loss, tc.grad_clip)
             step += 1
             n_steps += 1
             seen += x.shape[0]
@@ -219,14 +215,7 @@ def train_vqvae(cfg: Config, data_uri: str, out: str, resume: bool = False, forc
 
     ray_dir = storage.join(out, "ray")
     run_dir = storage.join(ray_dir, RUN_NAME)
-    if storage.exists(run_dir) and storage.list_files(run_dir):
-        if force:
-            storage.delete(run_dir)
-        elif not resume:
-            raise EmojirayError(f"{run_dir} already holds a training run: pass --resume to continue it "
-                                f"or --force to start over")
-    elif resume:
-        log(f"train-vqvae: nothing to resume at {run_dir}; starting a new run")
+    claim_run_dir(run_dir, resume, force, log)
 
     init_ray(cfg.ray)
     scaling = scaling_config(cfg.ray)
@@ -252,7 +241,7 @@ def train_vqvae(cfg: Config, data_uri: str, out: str, resume: bool = False, forc
     try:
         result = trainer.fit()
     except Exception as exc:  # Ray wraps worker errors; surface the user's one line
-        raise EmojirayError(f"training failed: {_root_message(exc)}") from None
+        raise EmojirayError(f"training failed: {root_message(exc)}") from None
     summary = result.return_value or {}
     if result.checkpoint is None:
         raise EmojirayError(f"training produced no checkpoint ({summary.get('status', 'unknown reason')})")
@@ -274,23 +263,3 @@ def train_vqvae(cfg: Config, data_uri: str, out: str, resume: bool = False, forc
         + ", ".join(f"{k[len('codes_used_'):]} {v}" for k, v in m.items() if k.startswith("codes_used_"))
         + f" -> {model_uri}")
     return record
-
-
-def _root_message(exc: BaseException) -> str:
-    """The innermost meaningful one-line message of a (Ray-wrapped) exception chain."""
-    seen = set()
-    cur: BaseException | None = exc
-    best = str(exc)
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, EmojirayError):
-            return str(cur)
-        text = str(cur).strip()
-        if text:
-            best = text
-        cur = cur.__cause__ or cur.__context__
-    lines = [ln for ln in best.splitlines() if ln.strip()]
-    for ln in reversed(lines):  # Ray prints the worker traceback; the last line names the error
-        if "Error" in ln or "error" in ln:
-            return ln.strip()[:300]
-    return (lines[-1] if lines else type(exc).__name__)[:300]
