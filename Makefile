@@ -17,8 +17,11 @@ export RAY_USAGE_STATS_ENABLED = 0
 run: $(VENV)/.installed npm
 	$(BIN)/emojiray pipeline --preset $(PRESET) --out $(OUT)
 
+# Two processes: the tests that start a local Ray run apart from the rest, so nothing another test
+# patches in-process (os.replace, environment, fork) can reach the Ray driver's background threads.
 test: $(VENV)/.installed npm
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -m "not ray" tests
+	$(BIN)/python -m pytest -q -m ray tests
 
 venv: $(VENV)/.installed
 

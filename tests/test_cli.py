@@ -18,9 +18,13 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def test_every_command_registers():
     parser = build_parser()
+    required = {"data": ["info", "x"], "train_vqvae": ["--data", "d", "--out", "o"],
+                "eval_vqvae": ["--checkpoint", "c", "--data", "d", "--out", "o"],
+                "extract_codes": ["--vqvae", "v", "--data", "d", "--out", "o"],
+                "train_prior": ["--codes", "c", "--out", "o"]}
     for name in COMMANDS:
-        args = parser.parse_args([name] + (["info", "x"] if name == "data" else []))
-        assert callable(args.func)
+        args = parser.parse_args([name.replace("_", "-")] + required.get(name, []))
+        assert callable(args.func), name
 
 
 def test_config_command_prints_overrides(capsys):

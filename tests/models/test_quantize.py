@@ -158,7 +158,7 @@ def _ddp_worker(rank: int, world: int, port: int, results):
 
 def test_ddp_workers_keep_identical_codebooks():
     world = 2
-    manager = mp.Manager()
+    manager = mp.get_context("spawn").Manager()  # no fork: a forked copy of a process running Ray breaks its gRPC
     results = manager.dict()
     mp.spawn(_ddp_worker, args=(world, _free_port(), results), nprocs=world, join=True)
     a, b = results[0], results[1]
