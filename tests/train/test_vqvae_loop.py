@@ -83,7 +83,7 @@ def test_resume_continues_steps_and_loss_then_nan_keeps_last_good(ray_local, dat
     assert [e["epoch"] for e in h] == [1, 2, 3, 4]
     assert [e["step"] for e in h] == [steps_per_epoch * i for i in (1, 2, 3, 4)]  # steps continue
     assert h[:2] == first["history"]  # the earlier curve is kept, not recomputed
-    assert h[2]["loss"] < h[0]["loss"] * 1.05  # no jump back to an untrained model
+    assert h[2]["train_loss"] < h[0]["train_loss"] * 1.05  # no jump back to an untrained model
 
     # a diverging continuation stops with one line and leaves the last good model in place
     with pytest.raises(EmojirayError, match=r"loss became .*epoch 5.*kept at") as err:
