@@ -1,6 +1,6 @@
 """Benchmark: Ray Data read throughput from prepared shards into torch batches (images/s).
 
-    python bench/data_throughput.py --data results/smoke/data --out results/bench/data_throughput.json
+    python bench/data_throughput.py --data results/bench/data-64 --out results/bench/data_throughput.json
 
 Prepares the default data first if --data has no dataset. Each epoch re-reads the shards from
 storage through Ray Data (decode in map_batches, uint8 torch batches, conversion to float on the
@@ -27,7 +27,8 @@ from emojiray.raykit import init_ray
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default="results/smoke/data", help="dataset URI (prepared if missing)")
+    ap.add_argument("--data", default="results/bench/data-64", help="dataset URI (prepared if missing)")
+    ap.add_argument("--size", type=int, default=64, help="image size when the dataset has to be prepared")
     ap.add_argument("--split", default="train")
     ap.add_argument("--batch-size", type=int, nargs="+", default=[128, 512])
     ap.add_argument("--epochs", type=int, default=3)
@@ -36,7 +37,7 @@ def main() -> None:
     ap.add_argument("--out", default="results/bench/data_throughput.json")
     args = ap.parse_args()
 
-    cfg = load_config("smoke", [f"ray.num_cpus={args.num_cpus}"])
+    cfg = load_config("smoke", [f"ray.num_cpus={args.num_cpus}", f"data.size={args.size}"])
     if not storage.exists(storage.join(args.data, shards.MANIFEST)):
         prepare(cfg.data, args.data)
     init_ray(cfg.ray)
@@ -58,6 +59,7 @@ def main() -> None:
         "date": dt.date.today().isoformat(),
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
         "data": args.data,
+        "image_size": shards.load_manifest(args.data)["image"]["height"],
         "images": runs[0]["images"],
         "runs": runs,
         "images_per_s_streaming": max(r["best_images_per_s"] for r in runs if not r["cached"]),
