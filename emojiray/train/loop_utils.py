@@ -48,6 +48,24 @@ def optimizer_step(net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch
     opt.step()
 
 
+def restore_from_ray_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
+    """Load the run's latest Ray Train checkpoint (resume or restart after a failure) into
+    ``model`` and ``opt``; return the saved trainer state ({} for a new run)."""
+    import ray.train
+
+    from emojiray.train import checkpoint as ckpt
+
+    resumed = ray.train.get_checkpoint()
+    if resumed is None:
+        return {}
+    with resumed.as_directory() as d:
+        ckpt.load_weights(d, model)
+        state = ckpt.load_trainer_state(d) or {}
+    if "optimizer" in state:
+        opt.load_state_dict(state["optimizer"])
+    return state
+
+
 def claim_run_dir(run_dir: str, resume: bool, force: bool, log=print) -> None:
     """Refuse to overwrite an existing Ray Train run unless resuming or forced (then delete it)."""
     if storage.exists(run_dir) and storage.list_files(run_dir):

@@ -27,7 +27,7 @@ from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import CONDITIONS, build_prior, nats_to_bits, prior_loss
 from emojiray.train import checkpoint as ckpt
 from emojiray.train.loop_utils import (TensorBoard, any_worker, autocast, claim_run_dir, optimizer_step,
-                                       root_message, warmup_cosine)
+                                       restore_from_ray_checkpoint, root_message, warmup_cosine)
 
 RUN_NAME = "prior"
 
@@ -92,15 +92,8 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     opt = torch.optim.AdamW(model.parameters(), lr=pc.lr, weight_decay=pc.weight_decay, betas=(0.9, 0.95))
     steps_per_epoch = max(1, config["train_rows"] // (pc.batch_size * world))
     total = steps_per_epoch * pc.epochs
-    step, epoch0, history = 0, 0, []
-    resumed = ray.train.get_checkpoint()
-    if resumed is not None:
-        with resumed.as_directory() as d:
-            ckpt.load_weights(d, model)
-            state = ckpt.load_trainer_state(d) or {}
-        if "optimizer" in state:
-            opt.load_state_dict(state["optimizer"])
-        step, epoch0, history = int(state.get("step", 0)), int(state.get("epoch", 0)), list(state.get("history", []))
+    state = restore_from_ray_checkpoint(model, opt)
+    step, epoch0, history = int(state.get("step", 0)), int(state.get("epoch", 0)), list(state.get("history", []))
     net = ray.train.torch.prepare_model(model)
     tb = TensorBoard(config["tb_uri"] if rank == 0 else None)
     train_shard = ray.train.get_dataset_shard("train")

@@ -38,7 +38,7 @@ from emojiray.metrics.image import ReconstructionMeter
 from emojiray.models import build_vqvae
 from emojiray.train import checkpoint as ckpt
 from emojiray.train.loop_utils import (TensorBoard, any_worker, autocast, claim_run_dir, optimizer_step,
-                                       root_message, warmup_cosine)
+                                       restore_from_ray_checkpoint, root_message, warmup_cosine)
 
 RUN_NAME = "vqvae"
 
@@ -64,19 +64,11 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     steps_per_epoch = max(1, config["train_images"] // (tc.batch_size * world))
     total_steps = steps_per_epoch * tc.epochs
 
-    step, epoch0, elapsed, history = 0, 0, 0.0, []
-    resumed = ray.train.get_checkpoint()
-    if resumed is not None:
-        with resumed.as_directory() as d:
-            ckpt.load_weights(d, model)
-            state = ckpt.load_trainer_state(d) or {}
-        if "optimizer" in state:
-            opt.load_state_dict(state["optimizer"])
-        step, epoch0 = int(state.get("step", 0)), int(state.get("epoch", 0))
-        elapsed = float(state.get("elapsed", 0.0))
-        history = list(state.get("history", []))
-        if "rng" in state:
-            torch.set_rng_state(state["rng"])
+    state = restore_from_ray_checkpoint(model, opt)
+    step, epoch0 = int(state.get("step", 0)), int(state.get("epoch", 0))
+    elapsed, history = float(state.get("elapsed", 0.0)), list(state.get("history", []))
+    if "rng" in state:
+        torch.set_rng_state(state["rng"])
 
     net = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"broadcast_buffers": False})
     if tc.compile:
