@@ -121,6 +121,7 @@ class PriorConfig:
     top_p: float = 1.0
     guidance: float = 1.0  # classifier-free guidance scale (1 = plain conditional)
     epochs: int = 20
+    max_seconds: float = 0.0  # stop after this much training time (0 = no limit)
     batch_size: int = 64
     lr: float = 3e-4
     weight_decay: float = 0.01
@@ -135,6 +136,25 @@ class EvalConfig:
     split: str = "test"  # held-out split to measure on
     fid_images: int = 0  # images used for rFID (0 = the whole split; fewer = quicker, noisier)
     batch_size: int = 256
+    # `emojiray eval-samples`
+    real_images: int = 0  # real images per split with Inception features (0 = all; a seeded subset)
+    memorization_quantile: float = 0.01  # near-copy threshold: this quantile of held-out->train distances
+    min_condition_images: int = 20  # per-condition FID only where both sets have this many images
+    kid_subsets: int = 100
+    pr_k: int = 3  # k of the k-NN manifolds of precision/recall
+    actors: int = 0  # feature actors (0 = one per GPU, or one per CPU left)
+
+
+@dataclass
+class SampleConfig:
+    """Batch generation with a Ray actor pool (`emojiray sample`)."""
+
+    n: int = 2000  # samples per run (the pipeline's run per prior)
+    batch_size: int = 256  # samples generated per forward batch in an actor
+    shard_size: int = 1000  # samples per Parquet shard: the unit of work, resumption and seeding
+    seed: int = 0
+    png: bool = True  # also write one PNG per sample
+    actors: int = 0  # 0 = one per GPU, or one per CPU left after ray.data_cpus
 
 
 @dataclass
@@ -152,6 +172,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def to_dict(self) -> dict[str, Any]:

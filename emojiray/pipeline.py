@@ -1,4 +1,5 @@
-"""The main job, end to end: data -> summary -> streaming check -> VQ-VAE -> evaluation -> codes -> priors.
+"""The main job, end to end: data -> summary -> streaming check -> VQ-VAE -> evaluation -> codes -> priors
+-> samples -> sample evaluation.
 
 One function per stage lives in its own module; this only chains them and records what each
 wrote in ``<out>/pipeline.json``. The CLI (`emojiray pipeline`) and `jobs/pipeline.py` call it.
@@ -14,6 +15,9 @@ Layout under ``out``::
     codes/                code shards of every split (extract-codes)
     prior_<kind>/         one run per prior kind in ``pipeline.priors``: prior/ (the best model), ...
     samples_<kind>.png    a sheet of decoded samples per prior
+    samples_<kind>/       ``sample.n`` samples per prior (shards/, png/, manifest.json, from `emojiray
+                          sample`) and their evaluation (eval_samples.json, samples_grid.png,
+                          samples_nearest.png, samples_conditions.png, from `emojiray eval-samples`)
     pipeline.json
 """
 
@@ -27,6 +31,9 @@ from typing import Any
 
 from emojiray import __version__, storage
 from emojiray.config import Config, config_from_dict
+
+
+SAMPLE_KEYS = ("count", "samples_per_s", "fid", "kid", "precision", "recall", "fid_train", "memorized_share")
 
 
 def _tokenizer_fingerprint(cfg: Config, data_fingerprint: str) -> str:
@@ -139,9 +146,28 @@ def run_pipeline(cfg: Config, out: str, force: bool = False, log=print) -> dict[
             sheet = write_sample_sheet(r["prior"], trained["model"], storage.join(out, f"samples_{kind}.png"),
                                        n=pcfg.prior.sheet_samples, seed=cfg.train.seed)
             log(f"train-prior: {kind} sample sheet -> {sheet}")
-            return {"prior": r["prior"], "sheet": sheet, "metrics": r["metrics"]}
+            return {"prior": r["prior"], "sheet": sheet, "metrics": r["metrics"], "retrained": True}
 
-        stage(f"prior_{kind}", do_prior)
+        prior_stage = stage(f"prior_{kind}", do_prior)
+
+        def do_samples(kind=kind, prior_stage=prior_stage):
+            from emojiray.eval.samples import eval_samples
+            from emojiray.generate.sample_run import sample_run
+
+            samples_uri = storage.join(out, f"samples_{kind}")
+            fresh = force or bool(prior_stage.get("retrained"))
+            smf = sample_run(prior_stage["prior"], samples_uri, cfg.sample.n, vqvae=trained["model"], cfg=cfg.sample,
+                             ray_cfg=cfg.ray, force=fresh, log=log)
+            eval_uri = storage.join(samples_uri, "eval_samples.json")
+            if not fresh and storage.exists(eval_uri):
+                done = storage.read_json(eval_uri)
+                if done.get("samples_created") == smf["created"]:
+                    log(f"eval-samples: {samples_uri} is up to date")
+                    return {"uri": samples_uri, "skipped": True, **{k: done.get(k) for k in SAMPLE_KEYS}}
+            r = eval_samples(samples_uri, data_uri, samples_uri, cfg=cfg.eval, ray_cfg=cfg.ray, log=log)
+            return {"uri": samples_uri, **{k: r[k] for k in SAMPLE_KEYS}}
+
+        stage(f"samples_{kind}", do_samples)
 
     record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     storage.write_json(storage.join(out, "pipeline.json"), record)

@@ -21,7 +21,8 @@ def test_every_command_registers():
     required = {"data": ["info", "x"], "train_vqvae": ["--data", "d", "--out", "o"],
                 "eval_vqvae": ["--checkpoint", "c", "--data", "d", "--out", "o"],
                 "extract_codes": ["--vqvae", "v", "--data", "d", "--out", "o"],
-                "train_prior": ["--codes", "c", "--out", "o"]}
+                "train_prior": ["--codes", "c", "--out", "o"], "sample": ["--prior", "p", "--out", "o"],
+                "eval_samples": ["--samples", "s", "--real", "r", "--out", "o"]}
     for name in COMMANDS:
         args = parser.parse_args([name.replace("_", "-")] + required.get(name, []))
         assert callable(args.func), name

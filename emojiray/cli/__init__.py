@@ -15,7 +15,8 @@ from emojiray import __version__
 from emojiray.errors import EmojirayError
 
 # Subcommand modules, in help order. Adding a command = adding a module and its name here.
-COMMANDS = ("data", "train_vqvae", "eval_vqvae", "extract_codes", "train_prior", "pipeline", "config")
+COMMANDS = ("data", "train_vqvae", "eval_vqvae", "extract_codes", "train_prior", "sample", "eval_samples",
+            "pipeline", "config")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,28 @@ from emojiray.images import from_model_output, grid, to_png_bytes
 from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import build_prior, sample_codes
 from emojiray.train import checkpoint as ckpt
+
+# Sampling parameters a run may override, with the prior config field each one sets.
+PARAMS = ("temperature", "top_k", "top_p", "guidance", "maskgit_steps")
+
+
+def check_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Validate sampling parameters; one-line errors for values no sampler accepts."""
+    unknown = set(params) - set(PARAMS)
+    if unknown:
+        raise EmojirayError(f"unknown sampling parameter(s) {', '.join(sorted(unknown))}: use {', '.join(PARAMS)}")
+    p = dict(params)
+    if p.get("temperature", 1.0) < 0:
+        raise EmojirayError(f"temperature must be >= 0 (0 = greedy), got {p['temperature']}")
+    if p.get("top_k", 0) < 0:
+        raise EmojirayError(f"top_k must be >= 0 (0 = off), got {p['top_k']}")
+    if not 0 < p.get("top_p", 1.0) <= 1:
+        raise EmojirayError(f"top_p must be in (0, 1], got {p['top_p']}")
+    if p.get("guidance", 1.0) < 0:
+        raise EmojirayError(f"guidance must be >= 0 (1 = plain conditional), got {p['guidance']}")
+    if p.get("maskgit_steps", 1) < 1:
+        raise EmojirayError(f"maskgit_steps must be >= 1, got {p['maskgit_steps']}")
+    return p
 
 
 class Sampler:
@@ -28,41 +51,96 @@ class Sampler:
             self.layout = CodeLayout.from_dicts(lay["levels"], lay["grids"], lay["sizes"])
             self.n_classes = int(meta["n_classes"])
             self.vocab = meta.get("vocab", {})
+            self.class_counts = list(meta.get("class_counts") or [])
             self.prior = build_prior(self.cfg.prior, self.layout, self.n_classes)
             ckpt.load_weights(d, self.prior)
+        self.prior_uri, self.vqvae_uri = prior_uri, vqvae_uri or meta["vqvae"]
         self.prior.to(self.device).eval()
-        self.vqvae, vcfg, _ = ckpt.load_vqvae(vqvae_uri or meta["vqvae"], self.device)
+        self.vqvae, vcfg, _ = ckpt.load_vqvae(self.vqvae_uri, self.device)
+        self.image_size = int(vcfg.data.size)
         sizes = {lv: q.K for lv, q in self.vqvae.quantizers.items()}
+        grids = self.vqvae.grid_sizes(self.image_size)
         if tuple(self.vqvae.levels) != self.layout.levels or any(
-                sizes[lv] != k for lv, k in zip(self.layout.levels, self.layout.sizes)):
-            raise EmojirayError("the prior and the VQ-VAE do not match (levels or codebook sizes differ)")
+                sizes[lv] != k or tuple(grids[lv]) != tuple(g)
+                for lv, k, g in zip(self.layout.levels, self.layout.sizes, self.layout.grids)):
+            raise EmojirayError("the prior and the VQ-VAE do not match (levels, codebook sizes or code grids differ)")
 
-    def condition_ids(self, value: str | None, n: int) -> torch.Tensor | None:
-        """Class ids for ``--condition name=value`` (e.g. emotion=happy), or None."""
-        if value is None:
-            return None
-        name = self.cfg.prior.condition
+    @property
+    def kind(self) -> str:
+        return self.cfg.prior.kind
+
+    @property
+    def condition_name(self) -> str:
+        """The label the prior is conditioned on (emotion, category, vendor) or "none"."""
+        return self.cfg.prior.condition
+
+    @property
+    def condition_values(self) -> list[str]:
+        return list(self.vocab.get(self.condition_name, [])) if self.condition_name != "none" else []
+
+    def condition_id(self, value: str) -> int:
+        """The class id of one condition value (emotion names are normalised, e.g. 'joy' -> happy)."""
+        name = self.condition_name
         if name == "none":
             raise EmojirayError("this prior was trained without a condition")
-        vocab = self.vocab.get(name, [])
+        vocab = self.condition_values
         if name == "emotion":
             from emojiray.data.labels import normalize_emotion
 
             value = normalize_emotion(value)
         if value not in vocab:
             raise EmojirayError(f"unknown {name} {value!r}: choose from {', '.join(vocab)}")
-        return torch.full((n,), vocab.index(value), dtype=torch.long, device=self.device)
+        return vocab.index(value)
+
+    def condition_ids(self, value: str | None, n: int) -> torch.Tensor | None:
+        """Class ids for ``--condition name=value`` (e.g. emotion=happy), or None."""
+        if value is None:
+            return None
+        return torch.full((n,), self.condition_id(value), dtype=torch.long, device=self.device)
+
+    def params(self, **overrides: Any) -> dict[str, Any]:
+        """The prior's sampling parameters with ``overrides`` applied (None = keep)."""
+        p = {k: getattr(self.cfg.prior, k) for k in PARAMS}
+        p.update({k: v for k, v in overrides.items() if v is not None})
+        return check_params(p)
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.no_grad()
+    def generate(self, cond: torch.Tensor | None, n: int, generator: torch.Generator, params: dict[str, Any],
+                 batch_size: int = 256) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``n`` samples in batches: (N, H, W, 3) uint8 images and {level: (N, h, w) int16} codes.
+
+        ``cond`` is (n,) class ids (the null class ``n_classes`` = unconditional) or None.
+        All randomness comes from ``generator``, so a seed fixes the result on a given device.
+        """
+        pcfg = config_from_dict({"prior": self.cfg.to_dict()["prior"]}).prior
+        for k, v in check_params(params).items():
+            setattr(pcfg, k, v)
+        images, codes = [], {lv: [] for lv in self.layout.levels}
+        for start in range(0, n, batch_size):
+            m = min(batch_size, n - start)
+            c = None if cond is None else cond[start:start + m].to(self.device)
+            with self._autocast():
+                grid_codes = sample_codes(self.prior, pcfg.kind, self.layout, m, c, pcfg, generator)
+                decoded = self.vqvae.decode_codes(grid_codes)
+            images.append(from_model_output(decoded.float()))
+            for lv in self.layout.levels:
+                codes[lv].append(grid_codes[lv].to(torch.int16).cpu().numpy())
+        return np.concatenate(images), {lv: np.concatenate(v) for lv, v in codes.items()}
+
+    def generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(int(seed))
 
     @torch.no_grad()
     def sample(self, n: int, cond: torch.Tensor | None = None, seed: int = 0,
                **overrides: Any) -> tuple[np.ndarray, dict[str, torch.Tensor]]:
-        pcfg = self.cfg.prior
-        for k, v in overrides.items():
-            setattr(pcfg, k, v)
-        gen = torch.Generator(device=self.device).manual_seed(seed)
-        codes = sample_codes(self.prior, pcfg.kind, self.layout, n, cond, pcfg, gen)
-        images = from_model_output(self.vqvae.decode_codes(codes).float().clamp(-1, 1))
-        return images, codes
+        """``n`` samples from one seed: (N, H, W, 3) uint8 images and {level: (N, h, w)} long codes."""
+        images, codes = self.generate(cond, n, self.generator(seed), self.params(**overrides), batch_size=max(n, 1))
+        return images, {lv: torch.from_numpy(c.astype(np.int64)) for lv, c in codes.items()}
 
 
 def write_sample_sheet(prior_uri: str, vqvae_uri: str | None, out_png: str, n: int = 32, seed: int = 0) -> str:

@@ -21,7 +21,7 @@ import torch
 
 from emojiray import storage
 from emojiray.config import Config, config_from_dict
-from emojiray.data.codes import LABELS, load_codes_manifest
+from emojiray.data.codes import LABELS, load_codes_manifest, read_code_tables
 from emojiray.errors import EmojirayError
 from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import CONDITIONS, build_prior, nats_to_bits, prior_loss
@@ -94,6 +94,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
     total = steps_per_epoch * pc.epochs
     state = restore_from_ray_checkpoint(model, opt)
     step, epoch0, history = int(state.get("step", 0)), int(state.get("epoch", 0)), list(state.get("history", []))
+    elapsed = float(state.get("elapsed", 0.0))  # training seconds so far (prior.max_seconds), kept across resumes
     net = ray.train.torch.prepare_model(model)
     tb = TensorBoard(config["tb_uri"] if rank == 0 else None)
     train_shard = ray.train.get_dataset_shard("train")
@@ -126,6 +127,9 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
             if rank == 0 and step % tc.log_every == 0:
                 tb.scalars(step, **{"train/bits_per_code": nats_to_bits(loss.item()),
                                     "train/lr": opt.param_groups[0]["lr"]})
+            if pc.max_seconds and any_worker(elapsed + time.perf_counter() - t0 >= pc.max_seconds, device):
+                break  # every worker stops at the same step (DDP collectives must pair up)
+        elapsed += time.perf_counter() - t0
         if status != "ok":
             break
         if n_steps == 0:
@@ -138,7 +142,9 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
             tb.scalars(step, **{f"val/{k}": v for k, v in metrics.items()})
             tb.flush()
         history.append({k: float(v) for k, v in metrics.items()})
-        _report(metrics, rank, model, cfg, config, step, epoch + 1, history, opt)
+        _report(metrics, rank, model, cfg, config, step, epoch + 1, history, opt, elapsed)
+        if pc.max_seconds and elapsed >= pc.max_seconds:
+            break
     tb.close()
     return {"status": status, "step": step, "history": history}
 
@@ -160,7 +166,7 @@ def _validate(model, pc, layout, val_iter, device, tc, n_classes) -> dict[str, f
     return {"val_bits_per_code": nats_to_bits(nats / max(count, 1)), "val_accuracy": correct / max(count, 1)}
 
 
-def _report(metrics, rank, model, cfg: Config, config, step, epoch, history, opt) -> None:
+def _report(metrics, rank, model, cfg: Config, config, step, epoch, history, opt, elapsed: float) -> None:
     import ray.train
 
     if rank != 0:
@@ -168,14 +174,27 @@ def _report(metrics, rank, model, cfg: Config, config, step, epoch, history, opt
         return
     with tempfile.TemporaryDirectory() as d:
         ckpt.save(d, model, "prior", cfg.to_dict(), trainer_state={"optimizer": opt.state_dict(), "step": step,
-                                                                  "epoch": epoch, "history": history},
+                                                                  "epoch": epoch, "history": history,
+                                                                  "elapsed": elapsed},
                   step=step, epoch=epoch, metrics=metrics,
                   layout={"levels": config["levels"], "grids": config["grids"], "sizes": config["sizes"]},
-                  n_classes=config["n_classes"], vocab=config["vocab"], vqvae=config["vqvae"])
+                  n_classes=config["n_classes"], vocab=config["vocab"], vqvae=config["vqvae"],
+                  class_counts=config.get("class_counts", []))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
 # -- driver ---------------------------------------------------------------------------------------
+
+
+def _class_counts(codes_uri: str, manifest: dict[str, Any], condition: str, n_classes: int) -> list[int]:
+    """How often each condition class occurs in the training codes (the sampler's default mix)."""
+    if condition == "none":
+        return []
+    counts = np.zeros(n_classes, dtype=np.int64)
+    for table in read_code_tables(codes_uri, manifest, "train"):
+        ids = table.column(condition).to_numpy()
+        counts += np.bincount(ids[(ids >= 0) & (ids < n_classes)], minlength=n_classes)
+    return counts.tolist()
 
 
 def train_prior(cfg: Config, codes_uri: str, out: str, resume: bool = False, force: bool = False,
@@ -190,6 +209,7 @@ def train_prior(cfg: Config, codes_uri: str, out: str, resume: bool = False, for
     n_classes = n_classes_of(manifest, cfg.prior.condition)
     build_prior(cfg.prior, layout, n_classes)  # config errors before any worker starts
     train_rows = manifest["splits"]["train"]["rows"]
+    class_counts = _class_counts(codes_uri, manifest, cfg.prior.condition, n_classes)
     run_dir = storage.join(out, "ray", RUN_NAME)
     claim_run_dir(run_dir, resume, force, log)
     init_ray(cfg.ray)
@@ -200,7 +220,7 @@ def train_prior(cfg: Config, codes_uri: str, out: str, resume: bool = False, for
         train_loop_config={"cfg": cfg.to_dict(), "levels": list(layout.levels),
                            "grids": {lv: list(g) for lv, g in zip(layout.levels, layout.grids)},
                            "sizes": dict(zip(layout.levels, layout.sizes)), "n_classes": n_classes,
-                           "train_rows": train_rows, "vocab": manifest["vocab"], "vqvae": manifest["vqvae"],
+                           "train_rows": train_rows, "class_counts": class_counts, "vocab": manifest["vocab"], "vqvae": manifest["vqvae"],
                            "tb_uri": storage.join(out, "tensorboard")},
         scaling_config=scaling,
         datasets=read_code_splits(codes_uri, manifest, cache=cfg.ray.cache_data),

@@ -104,8 +104,8 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
                                     "train/images_per_s": seen * world / (time.perf_counter() - t_epoch)},
                            **{f"train/perplexity_{k}": v.item() for k, v in out.perplexity.items()},
                            **{f"train/restarts_{k}": v for k, v in out.restarted.items()})
-            if tc.max_seconds and elapsed + time.perf_counter() - t_epoch >= tc.max_seconds:
-                break
+            if tc.max_seconds and any_worker(elapsed + time.perf_counter() - t_epoch >= tc.max_seconds, device):
+                break  # every worker stops at the same step (DDP collectives must pair up)
         train_seconds = time.perf_counter() - t_epoch
         elapsed += train_seconds
         if status != "ok":

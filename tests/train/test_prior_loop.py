@@ -131,3 +131,13 @@ def test_extract_codes_and_sampler(ray_local, npm_cache, tmp_path):
     ckpt.save(tmp_path / "vq2", build_vqvae(other.model, 32), "vqvae", other.to_dict(), step=0, epoch=0)
     with pytest.raises(EmojirayError, match="do not match"):
         Sampler(prior["prior"], str(tmp_path / "vq2"), device="cpu")
+
+
+def test_max_seconds_stops_training_and_records_class_counts(ray_local, tmp_path):
+    codes = synthetic_codes(tmp_path / "codes")
+    cfg = prior_config("maskgit", condition="emotion", epochs=50, max_seconds=0.01)
+    record = train_prior(cfg, codes, str(tmp_path / "run"), log=lambda *_: None)
+    assert len(record["history"]) == 1  # the time budget ends training in the first epoch, not after 50
+    meta = ckpt.read_meta(tmp_path / "run" / "prior", kind="prior")
+    emotion = pq.read_table(tmp_path / "codes" / "train" / "codes-0.parquet").column("emotion").to_numpy()
+    assert meta["class_counts"] == np.bincount(emotion, minlength=3).tolist()  # the sampler's default mix
