@@ -157,6 +157,34 @@ class SampleConfig:
     actors: int = 0  # 0 = one per GPU, or one per CPU left after ray.data_cpus
 
 
+def _default_space() -> dict[str, Any]:
+    return {
+        "model.codebook_size": {"type": "loguniform_int", "low": 32, "high": 4096},
+        "model.beta": {"type": "loguniform", "low": 0.01, "high": 2.0},
+        "model.ema_decay": {"type": "uniform", "low": 0.9, "high": 0.999},
+        "model.dead_code_steps": {"type": "choice", "values": [0, 50, 100, 400]},
+        "model.code_dim": {"type": "choice", "values": [16, 32, 64]},
+        "train.lr": {"type": "loguniform", "low": 1.0e-4, "high": 3.0e-3},
+    }
+
+
+@dataclass
+class SweepConfig:
+    """A rate-distortion sweep of the tokenizer (`emojiray tune`): Ray Tune + Optuna + ASHA."""
+
+    trials: int = 48
+    max_concurrent: int = 0  # trials at once (0 = as many as the resources allow)
+    gpus_per_trial: float = 0.25  # fractional GPUs: several trials share one GPU (ignored without GPUs)
+    cpus_per_trial: int = 1  # CPUs of each trial's training worker
+    grace_period: int = 1  # ASHA: epochs every trial gets before it can be stopped
+    reduction_factor: int = 3  # ASHA: keep the best 1/reduction_factor at each rung
+    fid_images: int = 0  # held-out images for each finished trial's rFID (0 = all; -1 = no rFID)
+    seed: int = 0  # Optuna's TPE sampler seed
+    budgets: list[float] = field(default_factory=list)  # rate budgets (bits/image) for presets ([] = auto)
+    # dotted config key -> {type: loguniform|uniform|loguniform_int|int|choice, low, high | values}
+    space: dict[str, Any] = field(default_factory=_default_space)
+
+
 @dataclass
 class PipelineConfig:
     """Which optional stages `emojiray pipeline` runs."""
@@ -173,6 +201,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    tune: SweepConfig = field(default_factory=SweepConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def to_dict(self) -> dict[str, Any]:

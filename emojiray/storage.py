@@ -37,6 +37,12 @@ def join(uri: str, *parts: str) -> str:
     return os.path.join(uri, *parts)
 
 
+def absolute(uri: str) -> str:
+    """A local path made absolute (processes that change directory, like Tune trials, still find
+    it); an ``s3://`` URI unchanged."""
+    return str(uri) if is_s3(uri) else os.path.abspath(uri)
+
+
 def parent(uri: str) -> str:
     uri = str(uri).rstrip("/")
     if is_s3(uri):

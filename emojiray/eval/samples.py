@@ -289,6 +289,7 @@ def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=No
     from emojiray.train.loop_utils import root_message
 
     cfg, ray_cfg = cfg or EvalConfig(), ray_cfg or RayConfig()
+    samples_uri = storage.absolute(samples_uri)  # actors read it, whatever their working directory
     t0 = time.perf_counter()
     smf = load_samples_manifest(samples_uri)
     dmf = shards.load_manifest(real_uri)

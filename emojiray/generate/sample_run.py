@@ -230,7 +230,8 @@ def make_plan(sampler, out: str, n: int, cfg, condition: str | None, params: dic
     """Everything that determines a run's output (what a restart must agree with)."""
     values = sampler.condition_values
     return {
-        "format": PLAN_FORMAT, "out": out, "prior": sampler.prior_uri, "vqvae": sampler.vqvae_uri,
+        "format": PLAN_FORMAT, "out": out, "prior": storage.absolute(sampler.prior_uri),
+        "vqvae": storage.absolute(sampler.vqvae_uri),
         "kind": sampler.kind, "n": int(n), "seed": int(cfg.seed), "shard_size": int(cfg.shard_size),
         "batch_size": int(cfg.batch_size), "png": bool(cfg.png),
         "shards": shard_ranges(n, cfg.shard_size),
@@ -280,7 +281,7 @@ def sample_run(prior: str, out: str, n: int, vqvae: str | None = None, cfg=None,
     if cfg.batch_size < 1:
         raise EmojirayError(f"sample.batch_size must be >= 1, got {cfg.batch_size}")
     driver = Sampler(prior, vqvae, device="cpu")  # validates the pair, the condition and the parameters
-    plan = make_plan(driver, out, n, cfg, condition, params or {})
+    plan = make_plan(driver, storage.absolute(out), n, cfg, condition, params or {})
     del driver
 
     plan_uri, manifest_uri = storage.join(out, "plan.json"), storage.join(out, "manifest.json")

@@ -33,7 +33,8 @@ from emojiray.config import Config, config_from_dict
 from emojiray.data import shards
 from emojiray.errors import EmojirayError
 from emojiray.images import from_model_output, grid, to_model_input
-from emojiray.metrics.codes import code_histogram, perplexity, usage
+from emojiray.metrics.codes import (bits_per_image, code_histogram, entropy_coded_bits_per_image, perplexity,
+                                    usage)
 from emojiray.metrics.image import ReconstructionMeter
 from emojiray.models import build_vqvae
 from emojiray.train import checkpoint as ckpt
@@ -158,6 +159,7 @@ def evaluate(model, val_iter, device, tc, max_batches: int = 0):
     model.eval()
     meter = ReconstructionMeter()
     hists: dict[str, np.ndarray] = {}
+    grids: dict[str, tuple[int, int]] = {}
     sample = None
     for i, batch in enumerate(val_iter.iter_torch_batches(batch_size=256, device=device)):
         if max_batches and i >= max_batches:
@@ -170,6 +172,7 @@ def evaluate(model, val_iter, device, tc, max_batches: int = 0):
         for level, codes in out.codes.items():
             K = model.quantizers[level].K
             hists[level] = hists.get(level, 0) + code_histogram(codes, K)
+            grids[level] = tuple(codes.shape[-2:])
         if sample is None:
             n = min(16, x.shape[0])
             sample = grid(np.concatenate([from_model_output(x[:n]), from_model_output(recon[:n])]), ncols=n)
@@ -178,6 +181,9 @@ def evaluate(model, val_iter, device, tc, max_batches: int = 0):
     for level, h in hists.items():
         metrics[f"codes_used_{level}"] = usage(h)
         metrics[f"perplexity_{level}"] = perplexity(h)
+    if hists:  # the rate: fixed-length codes, and an ideal entropy coder of the measured frequencies
+        metrics["bits_per_image"] = bits_per_image(grids, {lv: model.quantizers[lv].K for lv in hists})
+        metrics["entropy_bits_per_image"] = entropy_coded_bits_per_image(hists, grids)
     return metrics, sample
 
 
