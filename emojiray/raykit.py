@@ -74,3 +74,24 @@ def scaling_config(cfg: RayConfig):
 
     res = ray.cluster_resources()
     return ray.train.ScalingConfig(**plan_workers(cfg, res.get("CPU", 0), res.get("GPU", 0)))
+
+
+def actor_pool_plan(cfg: RayConfig, actors: int = 0, cpus_per_actor: int = 1, max_actors: int = 0) -> dict:
+    """Size an actor pool for a batch job (sampling, feature extraction) to what is free now.
+
+    With GPUs: one actor per GPU (or ``actors``), each with one GPU and one CPU. Without: CPU
+    actors sharing the CPUs that are free now less ``ray.data_cpus``, by default one per
+    ``cpus_per_actor`` of them, never more than fit (an actor that cannot be placed would stall
+    the pool). Returns {"count", "threads" (0 = torch's default), "options" (for .options())}.
+    """
+    import ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    cap = max_actors or 1 << 30
+    if cfg.use_gpu and gpus:
+        count = max(1, min(actors or gpus, cap))
+        return {"count": count, "threads": 0, "options": {"num_gpus": 1, "num_cpus": 1}}
+    free = max(1, int(ray.available_resources().get("CPU", 0)) - cfg.data_cpus)
+    count = max(1, min(actors or free // max(1, cpus_per_actor), free, cap))
+    threads = max(1, free // count)
+    return {"count": count, "threads": threads, "options": {"num_cpus": threads}}

@@ -43,6 +43,14 @@ def absolute(uri: str) -> str:
     return str(uri) if is_s3(uri) else os.path.abspath(uri)
 
 
+def cache_dir(name: str):
+    """``$EMOJIRAY_CACHE/<name>`` (default ``~/.cache/emojiray/<name>``): this machine's caches."""
+    from pathlib import Path
+
+    root = os.environ.get("EMOJIRAY_CACHE") or os.path.join(Path.home(), ".cache", "emojiray")
+    return Path(root) / name
+
+
 def parent(uri: str) -> str:
     uri = str(uri).rstrip("/")
     if is_s3(uri):

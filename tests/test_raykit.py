@@ -24,3 +24,15 @@ def test_impossible_plans_are_one_line_errors():
         plan_workers(RayConfig(num_workers=2), cpus=2, gpus=0)
     with pytest.raises(EmojirayError, match="GPU"):
         plan_workers(RayConfig(num_workers=4), cpus=32, gpus=2)
+
+
+@pytest.mark.ray
+def test_actor_pool_plan_fits_the_free_cpus(ray_local):
+    from emojiray.config import RayConfig
+    from emojiray.raykit import actor_pool_plan
+
+    cfg = RayConfig(data_cpus=1, use_gpu=True)  # the session Ray has 3 CPUs and no GPU
+    assert actor_pool_plan(cfg) == {"count": 2, "threads": 1, "options": {"num_cpus": 1}}
+    assert actor_pool_plan(cfg, cpus_per_actor=2) == {"count": 1, "threads": 2, "options": {"num_cpus": 2}}
+    assert actor_pool_plan(cfg, actors=5)["count"] == 2  # never more actors than can be placed
+    assert actor_pool_plan(cfg, max_actors=1)["count"] == 1

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from emojiray import storage
 from emojiray.errors import EmojirayError
 
 
@@ -50,8 +51,7 @@ PINNED_SHA1: dict[tuple[str, str], str] = {
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("EMOJIRAY_CACHE") or os.path.join(Path.home(), ".cache", "emojiray")
-    return Path(root) / "npm"
+    return storage.cache_dir("npm")
 
 
 def sha1_file(path: Path) -> str:

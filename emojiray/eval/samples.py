@@ -55,8 +55,7 @@ def inception_factory(device):
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("EMOJIRAY_CACHE") or os.path.join(Path.home(), ".cache", "emojiray")
-    return Path(root) / "features"
+    return storage.cache_dir("features")
 
 
 def _writable(a) -> np.ndarray:
@@ -285,7 +284,7 @@ def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=No
     from emojiray.metrics.fid import FeatureStats, frechet_distance
     from emojiray.metrics.memorization import distinct_share, mean_pairwise_distance, memorization
     from emojiray.progress import Progress
-    from emojiray.raykit import init_ray
+    from emojiray.raykit import actor_pool_plan, init_ray
     from emojiray.train.loop_utils import root_message
 
     cfg, ray_cfg = cfg or EvalConfig(), ray_cfg or RayConfig()
@@ -309,12 +308,9 @@ def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=No
     held_lab = [held_lab[i] for i in held_rows] if held_lab is not None else None
 
     init_ray(ray_cfg)
-    res = ray.cluster_resources()
-    gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
-    use_gpu = bool(gpus and ray_cfg.use_gpu)
-    count = cfg.actors or (gpus if use_gpu else max(1, cpus // 2))
-    threads = 0 if use_gpu else max(1, cpus // count)
-    options = {"num_gpus": 1, "num_cpus": 1} if use_gpu else {"num_cpus": threads}
+    pool_plan = actor_pool_plan(ray_cfg, cfg.actors, cpus_per_actor=2)  # Inception uses 2 threads well
+    count, threads, options = pool_plan["count"], pool_plan["threads"], pool_plan["options"]
+    use_gpu = "num_gpus" in options
     worker_cls = ray.remote(FeatureWorker).options(max_restarts=2, max_task_retries=2, **options)
     actors = [worker_cls.remote(feature_factory, threads) for _ in range(count)]
     pool = ActorPool(actors)
