@@ -186,6 +186,76 @@ class SweepConfig:
 
 
 @dataclass
+class ExtensionsConfig:
+    """What the five extensions share, and which of them `emojiray pipeline` runs."""
+
+    run: list[str] = field(default_factory=lambda: ["interpolate", "condition", "restyle", "upscale", "inpaint"])
+    prior: str = "maskgit"  # the pipeline prior the extensions re-sample codes with (MaskGIT fills any mask)
+    eval_images: int = 0  # held-out images (or pairs) each extension's metric uses (0 = all; a seeded subset)
+    examples: int = 2  # inputs per demo sheet in the pipeline
+    seed: int = 0
+    condition_samples: int = 64  # samples per condition value for the condition sheets and metrics
+    extra_conditions: list[str] = field(default_factory=lambda: ["category"])  # more MaskGIT priors for sheets
+
+
+@dataclass
+class ClassifierConfig:
+    """The emoji classifier (pure PyTorch CNN, one head per label) behind agreement and Inception Score."""
+
+    labels: list[str] = field(default_factory=lambda: ["emotion", "category", "vendor"])
+    channels: int = 64
+    epochs: int = 30
+    max_seconds: float = 0.0  # stop after this much training time (0 = no limit)
+    batch_size: int = 128
+    lr: float = 2.0e-3
+    weight_decay: float = 1.0e-4
+    is_splits: int = 10  # Inception Score splits (fewer when a set is small)
+
+
+@dataclass
+class InterpolateConfig:
+    """`emojiray interpolate A B`: latent and prior paths between two emoji."""
+
+    steps: int = 10  # frames after the first (steps + 1 frames in all)
+    remask: float = 0.3  # share of the mixed code map MaskGIT re-samples at each prior step
+    gif_ms: int = 120  # frame duration of the animated GIF
+
+
+@dataclass
+class RestyleConfig:
+    """`emojiray restyle --to VENDOR FILE`: re-sample a share of the codes under a vendor-conditioned prior."""
+
+    share: float = 0.0  # share of codes re-sampled (0 = the share chosen on the validation split)
+    shares: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])  # candidates for that choice
+    guidance: float = 2.0
+    steps: int = 8  # MaskGIT decoding steps
+
+
+@dataclass
+class UpscaleConfig:
+    """`emojiray upscale FILE`: a low-resolution encoder into the tokenizer's codes (super-resolution)."""
+
+    factor: int = 2  # input side = data.size / factor (32 -> 64 at the default size)
+    channels: int = 128
+    res_blocks: int = 4
+    epochs: int = 30
+    max_seconds: float = 0.0
+    batch_size: int = 128
+    lr: float = 1.0e-3
+    weight_decay: float = 1.0e-4
+
+
+@dataclass
+class InpaintConfig:
+    """`emojiray inpaint FILE --mask ...`: MaskGIT re-samples the codes under a mask."""
+
+    completions: int = 4  # completions per input
+    box: float = 0.4  # side of the random evaluation boxes, as a share of the image side
+    steps: int = 8  # MaskGIT decoding steps
+    temperature: float = 1.0
+
+
+@dataclass
 class PipelineConfig:
     """Which optional stages `emojiray pipeline` runs."""
 
@@ -202,6 +272,12 @@ class Config:
     prior: PriorConfig = field(default_factory=PriorConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     tune: SweepConfig = field(default_factory=SweepConfig)
+    extensions: ExtensionsConfig = field(default_factory=ExtensionsConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    interpolate: InterpolateConfig = field(default_factory=InterpolateConfig)
+    restyle: RestyleConfig = field(default_factory=RestyleConfig)
+    upscale: UpscaleConfig = field(default_factory=UpscaleConfig)
+    inpaint: InpaintConfig = field(default_factory=InpaintConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -95,3 +95,32 @@ def actor_pool_plan(cfg: RayConfig, actors: int = 0, cpus_per_actor: int = 1, ma
     count = max(1, min(actors or free // max(1, cpus_per_actor), free, cap))
     threads = max(1, free // count)
     return {"count": count, "threads": threads, "options": {"num_cpus": threads}}
+
+
+def _call_with_threads(fn, threads: int, args, kwargs):
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return fn(*args, **kwargs)
+
+
+def run_task(fn, *args, ray_cfg: RayConfig | None = None, **kwargs):
+    """``fn(*args, **kwargs)`` in one Ray task on a GPU of the cluster (or the free CPUs) -> its result.
+
+    How the extensions' training and measuring runs reach an accelerator when the driver (e.g. a
+    cluster's CPU head under ``ray job submit``) has none. A user error raised in the task
+    (:class:`EmojirayError`) comes back as itself, so the CLI prints its one line.
+    """
+    from emojiray.errors import EmojirayError
+
+    ray = init_ray(ray_cfg)
+    plan = actor_pool_plan(ray_cfg or RayConfig(), actors=1, max_actors=1)
+    task = ray.remote(_call_with_threads).options(max_retries=0, **plan["options"])
+    try:
+        return ray.get(task.remote(fn, plan["threads"], args, kwargs))
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if hasattr(exc, "cause") else None
+        if isinstance(cause, EmojirayError):
+            raise EmojirayError(str(cause)) from None
+        raise

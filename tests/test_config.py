@@ -73,7 +73,8 @@ def test_to_dict_and_dump_yaml_round_trip():
     cfg = load_config("smoke", ["data.size=32"])
     d = cfg.to_dict()
     assert d["data"]["size"] == 32
-    assert set(d) == {"data", "ray", "model", "train", "eval", "prior", "sample", "tune", "pipeline"}
+    assert set(d) == {"data", "ray", "model", "train", "eval", "prior", "sample", "tune", "extensions", "classifier",
+                      "interpolate", "restyle", "upscale", "inpaint", "pipeline"}
     assert yaml.safe_load(dump_yaml(cfg)) == d
 
 

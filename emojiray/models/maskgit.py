@@ -79,12 +79,28 @@ class MaskGIT(nn.Module):
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample (n, N) tokens in ``steps`` parallel decoding steps; every position ends filled."""
         device = self.pos_emb.device
-        N = self.layout.seq_len
+        tokens = torch.full((n, self.layout.seq_len), self.mask_id, dtype=torch.long, device=device)
+        return self.complete(tokens, cond, steps, temperature, top_k, top_p, guidance, choice_temperature,
+                             generator)
+
+    @torch.no_grad()
+    def complete(self, tokens: torch.Tensor, cond: torch.Tensor | None = None, steps: int = 12,
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, guidance: float = 1.0,
+                 choice_temperature: float = 4.5, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Fill the positions of (B, N) ``tokens`` that equal ``mask_id``; the others are kept as given.
+
+        Row b starts with M_b masked positions; after step t, floor(cos(π/2·(t+1)/T)·M_b) of them stay
+        masked (none after the last step), the least confident re-masked. Generation from scratch is
+        the all-masked case; inpainting, re-styling and interpolation pass partly known sequences.
+        """
+        device = self.pos_emb.device
+        tokens = tokens.to(device).clone()
+        n = tokens.shape[0]
         cond = self.null_class(n, device) if cond is None else cond.to(device)
         guide = guidance != 1.0 and bool((cond != self.n_classes).any())
-        tokens = torch.full((n, N), self.mask_id, dtype=torch.long, device=device)
+        n_masked = (tokens == self.mask_id).sum(1)  # (B,) M_b
         for t in range(steps):
-            masked = tokens == self.mask_id  # (n, N)
+            masked = tokens == self.mask_id  # (B, N)
             if not masked.any():
                 break
             if guide:
@@ -92,7 +108,7 @@ class MaskGIT(nn.Module):
                 logits = guided(both[:n], both[n:], guidance).masked_fill(~self.allowed, float("-inf"))
             else:
                 logits = self(tokens, cond).float()
-            sampled = sample_logits(logits, temperature, top_k, top_p, generator)  # (n, N)
+            sampled = sample_logits(logits, temperature, top_k, top_p, generator)  # (B, N)
             logp = F.log_softmax(logits, -1).gather(-1, sampled[..., None]).squeeze(-1)
             # confidence with annealed Gumbel noise (more exploration early), +inf where already fixed
             u = torch.rand(logp.shape, generator=generator, device=device).clamp_(1e-20, 1.0)
@@ -100,10 +116,12 @@ class MaskGIT(nn.Module):
             confidence = logp + choice_temperature * (1 - (t + 1) / steps) * gumbel
             confidence = confidence.masked_fill(~masked, float("inf"))
             tokens = torch.where(masked, sampled, tokens)
-            # how many stay masked after this step (zero after the last)
-            keep_masked = int(math.floor(cosine_schedule((t + 1) / steps) * N)) if t < steps - 1 else 0
-            keep_masked = min(keep_masked, int(masked.sum(1).min().item()) - 1) if keep_masked else 0
-            if keep_masked > 0:
-                lowest = confidence.topk(keep_masked, dim=1, largest=False).indices
-                tokens.scatter_(1, lowest, self.mask_id)
+            if t == steps - 1:
+                break
+            # how many stay masked in each row after this step: fewer than now, never negative
+            keep = torch.floor(cosine_schedule((t + 1) / steps) * n_masked.double()).long()
+            keep = torch.minimum(keep, (masked.sum(1) - 1).clamp(min=0))  # (B,)
+            if keep.any():
+                rank = confidence.argsort(dim=1).argsort(dim=1)  # 0 = least confident
+                tokens = tokens.masked_fill(rank < keep[:, None], self.mask_id)
         return tokens

@@ -140,6 +140,16 @@ class VectorQuantizer(nn.Module):
         q = F.embedding(codes, self.codebook()).permute(0, 3, 1, 2)  # (B, D, H, W)
         return self.project_out(q)
 
+    @torch.no_grad()
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) features -> (B, H, W) nearest code indices (no statistics, no updates)."""
+        z = self.project_in(z)
+        b, d, h, w = z.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, d).float()
+        if self.l2:
+            flat = F.normalize(flat, dim=-1)
+        return _nearest(flat, self.codebook().float()).view(b, h, w)
+
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         z = self.project_in(z)
         b, d, h, w = z.shape

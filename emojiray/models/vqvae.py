@@ -82,6 +82,14 @@ class VQVAE(nn.Module):
     def decode_codes(self, codes: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.dec(self.quant.embed_codes(codes["bottom"]))
 
+    def encode_latents(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The continuous pre-quantisation latents: {"bottom": z (B, D, h, w)}."""
+        return {"bottom": self.pre(self.enc(x))}
+
+    def quantize_latents(self, z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Nearest codes of (possibly edited, e.g. interpolated) latents: {"bottom": (B, h, w)}."""
+        return {"bottom": self.quant.nearest(z["bottom"])}
+
     def grid_sizes(self, image_size: int) -> dict[str, tuple[int, int]]:
         s = image_size // self.cfg.downsample[0]
         return {"bottom": (s, s)}
@@ -137,6 +145,21 @@ class VQVAE2(nn.Module):
 
     def decode_codes(self, codes: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._decode(self.quant_t.embed_codes(codes["top"]), self.quant_b.embed_codes(codes["bottom"]))
+
+    def encode_latents(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The continuous pre-quantisation latents z_t (B, D_t, h_t, w_t) and z_b (B, D_b, h_b, w_b).
+
+        z_b is computed with the image's own quantised top codes, as in ``encode``.
+        """
+        h_b = self.enc_b(x)
+        z_t = self.pre_t(self.enc_t(h_b))
+        q_t = self.quant_t.embed_codes(self.quant_t.nearest(z_t))
+        z_b = self.pre_b(torch.cat([h_b, self.dec_t(q_t)], dim=1))
+        return {"top": z_t, "bottom": z_b}
+
+    def quantize_latents(self, z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Nearest codes of (possibly edited, e.g. interpolated) latents, level by level."""
+        return {"top": self.quant_t.nearest(z["top"]), "bottom": self.quant_b.nearest(z["bottom"])}
 
     def grid_sizes(self, image_size: int) -> dict[str, tuple[int, int]]:
         b = image_size // self.cfg.downsample[0]

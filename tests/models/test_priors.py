@@ -104,6 +104,30 @@ def test_maskgit_schedule_and_decoding_fill_every_position():
         assert 0 <= codes["top"].min() and codes["top"].max() < 5 and 0 <= codes["bottom"].min() and codes["bottom"].max() < 7
 
 
+def test_maskgit_complete_keeps_known_codes_and_fills_the_rest():
+    torch.manual_seed(0)
+    model = MaskGIT(LAYOUT, n_classes=2, dim=32, layers=2, heads=4, dropout=0.0).eval()
+    tokens = LAYOUT.flatten(random_codes(b=4))
+    unknown = torch.zeros_like(tokens, dtype=torch.bool)
+    unknown[0, :] = True  # everything
+    unknown[1, 5:9] = True  # a few bottom codes
+    unknown[2, 1] = True  # one top code
+    # row 3: nothing unknown -> returned unchanged
+    given = tokens.masked_fill(unknown, model.mask_id)
+    for steps in (1, 4, 12):
+        out = model.complete(given, torch.tensor([0, 1, 2, 0]), steps=steps, guidance=2.0,
+                             generator=torch.Generator().manual_seed(1))
+        assert not (out == model.mask_id).any()
+        assert torch.equal(out[~unknown], tokens[~unknown]), "known codes are never changed"
+        codes = LAYOUT.unflatten(out)
+        assert codes["top"].max() < 5 and codes["bottom"].min() >= 0 and codes["bottom"].max() < 7
+    # from scratch, generate() is complete() of an all-masked sequence with the same random stream
+    cond = torch.tensor([0, 1])
+    a = model.generate(2, cond, steps=6, generator=torch.Generator().manual_seed(3))
+    b = model.complete(torch.full((2, 20), model.mask_id), cond, steps=6, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
 def test_maskgit_training_masks_follow_the_cosine_schedule():
     model = MaskGIT(LAYOUT, dim=32, layers=1, heads=4)
     tokens = LAYOUT.flatten(random_codes(b=2000))

@@ -77,3 +77,25 @@ def test_eval_mode_leaves_codebooks_alone():
 def test_config_errors(cfg, size, message):
     with pytest.raises(EmojirayError, match=message):
         build_vqvae(cfg, size)
+
+
+@pytest.mark.parametrize("arch", ["vqvae", "vqvae2"])
+def test_continuous_latents_requantise_to_the_encoded_codes(arch):
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, channels=16, res_blocks=1, res_channels=8, codebook_size=[32, 16], code_dim=[8, 8],
+                      lookup_dim=4)
+    model = build_vqvae(cfg, 32)
+    model.train()(torch.randn(8, 3, 32, 32))  # k-means init
+    model.eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        z = model.encode_latents(x)
+        codes = model.encode(x)
+        again = model.quantize_latents(z)
+    grids = model.grid_sizes(32)
+    for lv in model.levels:
+        assert z[lv].shape[-2:] == grids[lv] and z[lv].dtype == torch.float32
+        assert torch.equal(again[lv], codes[lv]), f"{lv}: latents re-quantise to the codes encode() gives"
+    # an edited latent moves to other codes
+    moved = model.quantize_latents({lv: z[lv] + 5 * torch.randn_like(z[lv]) for lv in model.levels})
+    assert any(not torch.equal(moved[lv], codes[lv]) for lv in model.levels)

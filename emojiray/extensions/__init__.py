@@ -1,0 +1,1 @@
+"""The five creative extensions: interpolation, conditional generation, restyling, upscaling, inpainting."""

@@ -1,0 +1,242 @@
+"""What the five extensions share (pure PyTorch + Pillow, no Ray): where a run keeps its models,
+reading emoji by file or by name, encoding/decoding, pixel masks as code masks, feature sets.
+
+A pipeline run (`emojiray pipeline --out RUN`) keeps everything an extension needs::
+
+    RUN/data/                               the dataset (names, labels, held-out splits)
+    RUN/tokenizer/vqvae/                    the VQ-VAE
+    RUN/prior_maskgit/prior/                the MaskGIT prior (conditioned on prior.condition)
+    RUN/extensions/classifier/              the emoji classifier (`condition`)
+    RUN/extensions/upscaler/                the low-resolution encoder (`upscale`)
+    RUN/extensions/prior_maskgit_vendor/prior/     MaskGIT conditioned on the vendor (`restyle`)
+    RUN/extensions/prior_maskgit_<label>/prior/    more conditional MaskGIT priors (extensions.extra_conditions)
+
+so every extension command takes ``--run RUN`` and finds its inputs; ``--data``, ``--vqvae``,
+``--prior`` … override single paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from emojiray import storage
+from emojiray.errors import EmojirayError, SkipImage
+
+EXT = "extensions"
+
+
+@dataclass
+class RunPaths:
+    """Where a pipeline run keeps the models and data the extensions use."""
+
+    run: str = ""
+    data: str = ""
+    vqvae: str = ""
+    prior: str = ""
+    classifier: str = ""
+    upscaler: str = ""
+    vendor_prior: str = ""
+    out: str = ""  # where extension outputs go
+
+    @classmethod
+    def of(cls, run: str = "", **overrides: str | None) -> "RunPaths":
+        """Paths under ``run`` (a pipeline's --out), each replaced by a given override."""
+        base = cls(run=run)
+        if run:
+            base = cls(run=run, data=storage.join(run, "data"), vqvae=storage.join(run, "tokenizer", "vqvae"),
+                       prior=storage.join(run, "prior_maskgit", "prior"),
+                       classifier=storage.join(run, EXT, "classifier"),
+                       upscaler=storage.join(run, EXT, "upscaler"),
+                       vendor_prior=storage.join(run, EXT, "prior_maskgit_vendor", "prior"),
+                       out=storage.join(run, EXT))
+        for k, v in overrides.items():
+            if v:
+                setattr(base, k, v)
+        return base
+
+    def need(self, *names: str) -> None:
+        """One-line error naming the first missing path (a flag, or a run that lacks it)."""
+        for name in names:
+            value = getattr(self, name)
+            flag = "--" + name.replace("_", "-")
+            if not value:
+                raise EmojirayError(f"no {name.replace('_', ' ')}: give {flag} or --run (a pipeline output)")
+            marker = value if name == "out" else storage.join(value, "manifest.json" if name == "data" else "meta.json")
+            if name != "out" and not storage.exists(marker):
+                hint = f" (run `emojiray pipeline --out {self.run}` first)" if self.run else ""
+                raise EmojirayError(f"no {name.replace('_', ' ')} at {value}{hint}")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# -- real emoji -------------------------------------------------------------------------------------
+
+LABEL_COLUMNS = ("key", "emoji_id", "name", "category", "vendor", "emotion", "split")
+
+
+def read_images(data_uri: str, splits=("val", "test"), columns=LABEL_COLUMNS) -> tuple[np.ndarray, dict[str, list]]:
+    """(pixels (N, H, W, 3) uint8, {column: values}) of the given splits, in manifest order."""
+    from emojiray.data import shards
+
+    manifest = shards.load_manifest(data_uri)
+    pix, labels = [], {c: [] for c in columns}
+    for split in splits:
+        for table in shards.iter_tables(data_uri, manifest, split, columns=["image", *columns]):
+            pix.append(shards.pixels_from_table(table, manifest).copy())
+            for c in columns:
+                labels[c].extend(table.column(c).to_pylist())
+    size = manifest["image"]["height"]
+    images = np.concatenate(pix) if pix else np.zeros((0, size, size, 3), np.uint8)
+    return images, labels
+
+
+def subset(n: int, cap: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded subset of ``cap`` out of ``n`` (all when cap is 0 or >= n)."""
+    if not cap or n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
+def load_emoji(spec: str, size: int, data_uri: str = "", vendor: str = "") -> tuple[np.ndarray, str]:
+    """One emoji as (size, size, 3) uint8 and a short label, from an image file or by name.
+
+    ``spec`` is a path or URI of an image file (PNG, WebP, ...; transparency composited on white),
+    or the name of an emoji in the dataset at ``data_uri`` ("grinning face", case-insensitive; an
+    exact name first, then the shortest name containing it) or its code point ("1F600"). ``vendor``
+    picks that vendor's drawing when the name matches several.
+    """
+    from emojiray.images import decode_image
+
+    if storage.is_s3(spec) or storage.exists(spec):
+        if storage.is_dir(spec):
+            raise EmojirayError(f"{spec} is a directory, not an image file")
+        try:
+            return decode_image(storage.read_bytes(spec), size).pixels, storage.basename(spec).rsplit(".", 1)[0]
+        except SkipImage as exc:
+            raise EmojirayError(f"cannot read {spec}: {exc}") from None
+    if not data_uri:
+        raise EmojirayError(f"{spec!r} is not an image file; to look an emoji up by name give --data or --run")
+    images, labels = read_images(data_uri, ("train", "val", "test"), ("name", "unified", "vendor", "skin_tone"))
+    if images.shape[1] != size:
+        raise EmojirayError(f"the dataset at {data_uri} holds {images.shape[1]} px images, the model wants {size} px")
+    want = spec.strip().lower()
+    names = [str(n).lower() for n in labels["name"]]
+    codes = [str(u).lower() for u in labels["unified"]]
+    rows = [i for i, (n, u) in enumerate(zip(names, codes)) if want in (n, u)]
+    if not rows:
+        contains = [i for i, n in enumerate(names) if want in n]
+        if contains:
+            shortest = min(len(names[i]) for i in contains)
+            rows = [i for i in contains if len(names[i]) == shortest]
+    if not rows:
+        raise EmojirayError(f"no emoji named {spec!r} in {data_uri} (and no such file)")
+    rows.sort(key=lambda i: (bool(labels["skin_tone"][i]), i))  # the plain (no skin tone) drawing first
+    if vendor:
+        picked = [i for i in rows if labels["vendor"][i] == vendor]
+        if not picked:
+            have = sorted({labels["vendor"][i] for i in rows})
+            raise EmojirayError(f"{spec!r} exists only for vendor(s) {', '.join(have)}, not {vendor!r}")
+        rows = picked
+    i = rows[0]
+    return images[i], f"{labels['name'][i].lower()} ({labels['vendor'][i]})"
+
+
+# -- tokenizer --------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def encode(vqvae, images: np.ndarray, device: torch.device | None = None, batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """(N, H, W, 3) uint8 -> {level: (N, h, w) long} codes on ``device``."""
+    from emojiray.images import to_model_input
+
+    device = device or next(vqvae.parameters()).device
+    parts: dict[str, list] = {}
+    for s in range(0, len(images), batch_size):
+        x = to_model_input(torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])), device, channels_last=False)
+        for lv, c in vqvae.encode(x).items():
+            parts.setdefault(lv, []).append(c)
+    return {lv: torch.cat(v) for lv, v in parts.items()}
+
+
+@torch.no_grad()
+def decode(vqvae, codes: dict[str, torch.Tensor], batch_size: int = 256) -> np.ndarray:
+    """{level: (N, h, w)} codes -> (N, H, W, 3) uint8 images."""
+    from emojiray.images import from_model_output
+
+    n = next(iter(codes.values())).shape[0]
+    out = [from_model_output(vqvae.decode_codes({lv: c[s:s + batch_size] for lv, c in codes.items()}).float())
+           for s in range(0, n, batch_size)]
+    return np.concatenate(out) if out else np.zeros((0,), np.uint8)
+
+
+def require_maskgit(sampler, what: str) -> None:
+    if sampler.kind != "maskgit":
+        raise EmojirayError(f"{what} re-samples codes with a MaskGIT prior; {sampler.prior_uri} is a "
+                            f"{sampler.kind} prior (train one with --set prior.kind=maskgit)")
+
+
+def code_masks(pixel_mask: np.ndarray, grids: dict[str, tuple[int, int]]) -> dict[str, torch.Tensor]:
+    """(H, W) bool pixel mask -> {level: (h, w) bool}: a code is masked when its cell touches the mask."""
+    m = torch.from_numpy(np.asarray(pixel_mask, dtype=np.float32))[None, None]
+    H, W = pixel_mask.shape
+    out = {}
+    for lv, (h, w) in grids.items():
+        if H % h or W % w:
+            raise EmojirayError(f"a {H}x{W} mask does not tile the {h}x{w} {lv} code grid")
+        out[lv] = torch.nn.functional.max_pool2d(m, (H // h, W // w))[0, 0] > 0
+    return out
+
+
+# -- features and sheets ----------------------------------------------------------------------------
+
+
+def inception_features(device=None) -> Callable[[np.ndarray], np.ndarray]:
+    """The standard TF-Inception pool3 features (uint8 NHWC -> (N, 2048))."""
+    from emojiray.metrics.inception import InceptionFeatures
+
+    return InceptionFeatures(device or default_device())
+
+
+def fid(features_a: np.ndarray, features_b: np.ndarray) -> float | None:
+    """FID between two feature sets, or None when either has fewer than 2 images."""
+    from emojiray.metrics.fid import fid_from_features
+
+    if len(features_a) < 2 or len(features_b) < 2:
+        return None
+    return float(fid_from_features(features_a, features_b))
+
+
+def save_gif(uri: str, frames: np.ndarray, ms: int = 120, scale: int = 1) -> str:
+    """(T, H, W, 3) uint8 frames -> a looping animated GIF (forwards then backwards)."""
+    import io
+
+    from PIL import Image
+
+    imgs = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.Resampling.NEAREST)
+            for f in frames]
+    seq = imgs + imgs[-2:0:-1]  # ping-pong
+    buf = io.BytesIO()
+    seq[0].save(buf, format="GIF", save_all=True, append_images=seq[1:], duration=ms, loop=0)
+    return storage.write_bytes(uri, buf.getvalue())
+
+
+def json_safe(obj: Any) -> Any:
+    """Floats rounded, numpy scalars and arrays made plain, NaN -> None (for metrics JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return None if v != v or v in (float("inf"), float("-inf")) else round(v, 5)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
