@@ -192,10 +192,11 @@ class ExtensionsConfig:
     run: list[str] = field(default_factory=lambda: ["interpolate", "condition", "restyle", "upscale", "inpaint"])
     prior: str = "maskgit"  # the pipeline prior the extensions re-sample codes with (MaskGIT fills any mask)
     eval_images: int = 0  # held-out images (or pairs) each extension's metric uses (0 = all; a seeded subset)
-    examples: int = 2  # inputs per demo sheet in the pipeline
+    examples: int = 8  # held-out examples (columns) on each metric sheet
     seed: int = 0
     condition_samples: int = 64  # samples per condition value for the condition sheets and metrics
     extra_conditions: list[str] = field(default_factory=lambda: ["category"])  # more MaskGIT priors for sheets
+    demo: list[str] = field(default_factory=lambda: ["grinning face", "crying face"])  # emoji of the demo sheets
 
 
 @dataclass

@@ -14,6 +14,8 @@ from emojiray.train import checkpoint as ckpt
 
 TINY_VQ = ModelConfig(channels=16, res_blocks=1, res_channels=8, codebook_size=[32, 16], code_dim=[8, 8])
 EMOTIONS = ["happy", "sad", "none"]
+VOCAB = {"emotion": EMOTIONS, "category": ["a"], "vendor": ["google", "twitter"]}
+COUNTS = {"emotion": [6, 3, 1], "category": [4], "vendor": [5, 5]}
 
 
 def tiny_pair(root: Path, kind: str = "transformer", condition: str = "emotion", size: int = 32,
@@ -32,12 +34,12 @@ def tiny_pair(root: Path, kind: str = "transformer", condition: str = "emotion",
     layout = CodeLayout.from_dicts(vq.levels, grids, sizes)
     pcfg = Config(prior=PriorConfig(kind=kind, condition=condition, dim=32, layers=1, heads=2, channels=16,
                                     blocks=1, res_per_block=1, dropout=0.0, maskgit_steps=4))
-    n_classes = len(EMOTIONS) if condition == "emotion" else 0
+    n_classes = len(VOCAB[condition]) if condition != "none" else 0
     prior = build_prior(pcfg.prior, layout, n_classes)
     prior_dir = Path(root) / f"prior-{kind}-{condition}-{vq_dir.name}"
     ckpt.save(prior_dir, prior, "prior", pcfg.to_dict(), step=0, epoch=0,
               layout={"levels": list(layout.levels), "grids": {lv: list(g) for lv, g in grids.items()},
                       "sizes": sizes},
-              n_classes=n_classes, vocab={"emotion": EMOTIONS, "category": ["a"], "vendor": ["v"]},
-              vqvae=str(vq_dir), class_counts=[6, 3, 1] if n_classes else [])
+              n_classes=n_classes, vocab=VOCAB,
+              vqvae=str(vq_dir), class_counts=COUNTS[condition] if n_classes else [])
     return str(prior_dir), str(vq_dir)

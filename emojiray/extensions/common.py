@@ -226,6 +226,15 @@ def save_gif(uri: str, frames: np.ndarray, ms: int = 120, scale: int = 1) -> str
     return storage.write_bytes(uri, buf.getvalue())
 
 
+def enlarged(sheet):
+    """Sheets of small emoji are hard to see: a sheet under 400 px high is enlarged twice (nearest)."""
+    from PIL import Image
+
+    if sheet.height < 400:
+        return sheet.resize((sheet.width * 2, sheet.height * 2), Image.Resampling.NEAREST)
+    return sheet
+
+
 def json_safe(obj: Any) -> Any:
     """Floats rounded, numpy scalars and arrays made plain, NaN -> None (for metrics JSON)."""
     if isinstance(obj, dict):

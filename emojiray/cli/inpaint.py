@@ -1,0 +1,48 @@
+"""`emojiray inpaint FILE --mask box:x0,y0,x1,y1`: MaskGIT re-samples the codes under a mask (and measures it)."""
+
+from __future__ import annotations
+
+from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.errors import EmojirayError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("inpaint", help="fill a masked region of emoji with a MaskGIT prior")
+    p.add_argument("inputs", nargs="*", metavar="FILE_OR_NAME",
+                   help="image files or emoji names (looked up in the run's dataset)")
+    p.add_argument("--mask", help="box:x0,y0,x1,y1 (pixels, or fractions like 0.25) or a mask image (white = fill)")
+    p.add_argument("-n", "--completions", type=int, help="completions per input (default: inpaint.completions)")
+    p.add_argument("--condition", help="condition value of the prior, e.g. happy (default: unconditional)")
+    p.add_argument("--run", default="", help="a pipeline output (finds data, VQ-VAE and the MaskGIT prior)")
+    p.add_argument("--prior", help="MaskGIT prior URI")
+    p.add_argument("--vqvae", help="VQ-VAE URI (default: the prior's)")
+    p.add_argument("--data", help="dataset URI (emoji names, held-out images)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default: RUN/extensions)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="measure on seeded boxes of held-out emoji (inpaint.json, inpaint.png)")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from emojiray.extensions.common import RunPaths
+
+    cfg = config_from_args(args, **{"inpaint.completions": args.completions})
+    if cfg.inpaint.completions < 1:
+        raise EmojirayError(f"--completions must be >= 1, got {cfg.inpaint.completions}")
+    paths = RunPaths.of(args.run, prior=args.prior, vqvae=args.vqvae, data=args.data, out=args.out)
+    paths.need("out")
+    if args.evaluate:
+        from emojiray.extensions.inpaint import evaluate_inpaint
+        from emojiray.raykit import run_task
+
+        run_task(evaluate_inpaint, paths, cfg, paths.out, ray_cfg=cfg.ray)
+        return 0
+    if not args.inputs or not args.mask:
+        raise EmojirayError("give --mask and one or more image files or emoji names (or --evaluate)")
+    from emojiray.extensions.inpaint import inpaint_files
+
+    inpaint_files(args.inputs, args.mask, paths, cfg, paths.out, cfg.inpaint.completions,
+                  condition=args.condition, seed=args.seed)
+    return 0

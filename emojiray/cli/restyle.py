@@ -1,0 +1,50 @@
+"""`emojiray restyle --to VENDOR FILE ...`: redraw emoji in another vendor's style (and measure it)."""
+
+from __future__ import annotations
+
+from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.errors import EmojirayError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("restyle", help="redraw emoji in another vendor's style with a vendor-conditioned MaskGIT")
+    p.add_argument("inputs", nargs="*", metavar="FILE_OR_NAME",
+                   help="image files or emoji names (looked up in the run's dataset)")
+    p.add_argument("--to", dest="target", help="target vendor (e.g. twitter)")
+    p.add_argument("--run", default="", help="a pipeline output (finds data, VQ-VAE and the vendor prior)")
+    p.add_argument("--prior", dest="vendor_prior", help="MaskGIT prior conditioned on the vendor")
+    p.add_argument("--vqvae", help="VQ-VAE URI (default: the prior's)")
+    p.add_argument("--data", help="dataset URI (emoji names, held-out pairs)")
+    p.add_argument("--classifier", help="emoji classifier for the vendor agreement metric")
+    p.add_argument("--share", type=float, help="share of codes re-sampled (default: chosen on validation)")
+    p.add_argument("--variants", type=int, default=1, help="restyled variants per input")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default: RUN/extensions)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="measure on held-out emoji drawn by both vendors (restyle.json, restyle.png)")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from emojiray.extensions.common import RunPaths
+
+    cfg = config_from_args(args, **{"restyle.share": args.share})
+    paths = RunPaths.of(args.run, vendor_prior=args.vendor_prior, vqvae=args.vqvae, data=args.data,
+                        classifier=args.classifier, out=args.out)
+    paths.need("out")
+    if args.evaluate:
+        from emojiray.extensions.restyle import evaluate_restyle
+        from emojiray.raykit import run_task
+
+        run_task(evaluate_restyle, paths, cfg, paths.out, ray_cfg=cfg.ray)
+        return 0
+    if not args.inputs or not args.target:
+        raise EmojirayError("give --to VENDOR and one or more image files or emoji names (or --evaluate)")
+    if args.variants < 1:
+        raise EmojirayError(f"--variants must be >= 1, got {args.variants}")
+    from emojiray.extensions.restyle import restyle_files
+
+    restyle_files(args.inputs, args.target, paths, cfg, paths.out, variants=args.variants,
+                  share=cfg.restyle.share, seed=args.seed)
+    return 0
