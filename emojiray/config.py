@@ -230,6 +230,7 @@ class RestyleConfig:
     shares: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])  # candidates for that choice
     guidance: float = 2.0
     steps: int = 8  # MaskGIT decoding steps
+    levels: list[str] = field(default_factory=list)  # code levels that may change ([] = all; e.g. [bottom])
 
 
 @dataclass

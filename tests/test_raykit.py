@@ -36,3 +36,21 @@ def test_actor_pool_plan_fits_the_free_cpus(ray_local):
     assert actor_pool_plan(cfg, cpus_per_actor=2) == {"count": 1, "threads": 2, "options": {"num_cpus": 2}}
     assert actor_pool_plan(cfg, actors=5)["count"] == 2  # never more actors than can be placed
     assert actor_pool_plan(cfg, max_actors=1)["count"] == 1
+
+
+def _square_or_fail(x):
+    if x < 0:
+        raise EmojirayError(f"negative input {x}")
+    return x * x
+
+
+@pytest.mark.ray
+def test_run_task_returns_results_and_one_line_user_errors(ray_local):
+    import sys
+
+    from emojiray.raykit import run_task
+
+    ray_local.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the task runs this module's function
+    assert run_task(_square_or_fail, 7, ray_cfg=RayConfig(num_cpus=3, data_cpus=1)) == 49
+    with pytest.raises(EmojirayError, match="^negative input -2$"):
+        run_task(_square_or_fail, -2, ray_cfg=RayConfig(num_cpus=3, data_cpus=1))

@@ -11,7 +11,7 @@ drawing disagrees most with the target vendor's. ``share`` trades content for st
 
 The metric (``evaluate_restyle``): the data hold the same emoji (same code point) drawn by each
 vendor, so on held-out emoji present in both, the restyled source is compared with the real
-target-vendor image (PSNR, SSIM, FID; and the classifier's vendor agreement when a classifier is
+target-vendor image (PSNR, SSIM, and FID per direction; the classifier's vendor agreement when a classifier is
 given) against the trivial baseline, the unchanged source, and the tokenizer's reconstruction of
 the source (restyling works through the codes, so that is what ``share`` = 0 gives). ``share`` is
 chosen on the validation split (highest PSNR to the target) unless ``restyle.share`` fixes it, and
@@ -47,7 +47,8 @@ def plausibility(model, tokens: torch.Tensor, cond: torch.Tensor, generator: tor
 
 @torch.no_grad()
 def restyle(sampler, images: np.ndarray, target: str, share: float, guidance: float = 2.0, steps: int = 8,
-            generator: torch.Generator | None = None, batch_size: int = 256) -> np.ndarray:
+            generator: torch.Generator | None = None, batch_size: int = 256,
+            levels: list[str] | None = None) -> np.ndarray:
     """(N, H, W, 3) uint8 images redrawn in vendor ``target`` -> (N, H, W, 3) uint8.
 
     ``sampler`` holds a MaskGIT prior conditioned on the vendor.
@@ -62,23 +63,34 @@ def restyle(sampler, images: np.ndarray, target: str, share: float, guidance: fl
     out = []
     for s in range(0, len(images), batch_size):
         tokens = sampler.layout.flatten(common.encode(sampler.vqvae, images[s:s + batch_size], sampler.device))
-        tokens = restyle_tokens(sampler, tokens, vendor_id, share, guidance, steps, generator)
+        tokens = restyle_tokens(sampler, tokens, vendor_id, share, guidance, steps, generator, levels)
         out.append(common.decode(sampler.vqvae, sampler.layout.unflatten(tokens)))
     return np.concatenate(out)
 
 
 @torch.no_grad()
 def restyle_tokens(sampler, tokens: torch.Tensor, vendor_id: int, share: float, guidance: float = 2.0,
-                   steps: int = 8, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, N) tokens -> the same with the ``share`` least plausible positions re-sampled for the vendor."""
-    model = sampler.prior
+                   steps: int = 8, generator: torch.Generator | None = None,
+                   levels: list[str] | None = None) -> torch.Tensor:
+    """(B, N) tokens -> the same with the ``share`` least plausible positions of ``levels`` (default:
+    all) re-sampled for the vendor; the other levels' codes are kept."""
+    model, layout = sampler.prior, sampler.layout
     cond = torch.full((len(tokens),), vendor_id, dtype=torch.long, device=tokens.device)
-    k = int(round(share * tokens.shape[1]))
+    levels = list(levels or layout.levels)
+    unknown = [lv for lv in levels if lv not in layout.levels]
+    if unknown:
+        raise EmojirayError(f"restyle.levels: unknown level(s) {', '.join(unknown)}; the tokenizer has "
+                            f"{', '.join(layout.levels)}")
+    editable = torch.zeros(tokens.shape[1], dtype=torch.bool, device=tokens.device)
+    for lv, (a, b) in zip(layout.levels, layout.spans()):
+        if lv in levels:
+            editable[a:b] = True
+    k = int(round(share * int(editable.sum())))
     if not k:
         return tokens
     with sampler._autocast():
-        score = plausibility(model, tokens, cond, generator)
-        lowest = score.argsort(dim=1)[:, :k]  # the k least plausible positions of each row
+        score = plausibility(model, tokens, cond, generator).masked_fill(~editable, float("inf"))
+        lowest = score.argsort(dim=1)[:, :k]  # the k least plausible editable positions of each row
         return model.complete(tokens.scatter(1, lowest, model.mask_id), cond, steps=steps, guidance=guidance,
                               generator=generator)
 
@@ -145,7 +157,7 @@ def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable |
     gen = sampler.generator(ec.seed)
 
     def restyled(pairs, share):
-        return {d: restyle(sampler, src, d[1], share, rc.guidance, rc.steps, gen) for d, (src, _) in pairs.items()}
+        return {d: restyle(sampler, src, d[1], share, rc.guidance, rc.steps, gen, levels=rc.levels) for d, (src, _) in pairs.items()}
 
     shares = [rc.share] if rc.share else list(rc.shares)
     chosen, val_psnr = shares[0], {}
@@ -168,19 +180,23 @@ def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable |
     for share in shares:
         methods[f"restyle_{share:g}"] = restyled(test, share)
     targets = {d: t for d, (_, t) in test.items()}
-    all_targets = np.concatenate(list(targets.values()))
-    target_feats = features(all_targets)
+    target_feats = {d: features(t) for d, t in targets.items()}
     report: dict[str, Any] = {}
     for name, per_dir in methods.items():
-        psnr, ssim = zip(*(_scores(per_dir[d], targets[d]) for d in test))
-        images = np.concatenate([per_dir[d] for d in test])
-        row = {"psnr": float(np.mean(np.concatenate(psnr))), "ssim": float(np.mean(np.concatenate(ssim))),
-               "fid": common.fid(features(images), target_feats)}
-        if vendor_probs is not None:
-            want = np.concatenate([np.full(len(per_dir[d]), vendors.index(d[1])) for d in test])
-            row["vendor_agreement"] = float((vendor_probs(images).argmax(1) == want).mean())
-        row["per_direction"] = {f"{a}->{b}": {"psnr": float(np.mean(p)), "ssim": float(np.mean(s))}
-                                for (a, b), p, s in zip(test, psnr, ssim)}
+        # per direction: pooled over both directions the sources and the targets are the same set
+        rows = {}
+        for d in test:
+            psnr, ssim = _scores(per_dir[d], targets[d])
+            rows[d] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "n": len(psnr),
+                       "fid": common.fid(features(per_dir[d]), target_feats[d])}
+            if vendor_probs is not None:
+                rows[d]["vendor_agreement"] = float((vendor_probs(per_dir[d]).argmax(1) == vendors.index(d[1])).mean())
+        weights = np.array([r["n"] for r in rows.values()], float)
+        row = {k: float(np.average([r[k] for r in rows.values()], weights=weights))
+               for k in ("psnr", "ssim", "vendor_agreement") if k in next(iter(rows.values()))}
+        fids = [r["fid"] for r in rows.values()]
+        row["fid"] = None if any(f is None for f in fids) else float(np.mean(fids))
+        row["per_direction"] = {f"{a}->{b}": r for (a, b), r in rows.items()}
         report[name] = row
     best = f"restyle_{chosen:g}"
     base = report["source"]
@@ -256,7 +272,7 @@ def restyle_files(specs: list[str], target: str, paths: common.RunPaths, cfg, ou
                                          vendor="" if is_file else _other_vendor(sampler, target))
         stem = slug(Path(spec).stem if is_file else spec)
         redrawn = restyle(sampler, np.repeat(image[None], variants, 0), target, share, cfg.restyle.guidance,
-                          cfg.restyle.steps, gen)
+                          cfg.restyle.steps, gen, levels=cfg.restyle.levels)
         storage.write_bytes(storage.join(out, f"{stem}_{slug(target)}.png"), to_png_bytes(redrawn[0]))
         row = [image[None], redrawn]
         if not is_file and paths.data:

@@ -40,6 +40,12 @@ def test_restyle_share_controls_how_much_changes(tmp_path):
         changed[share] = (new != tokens).float().mean(1)
     assert (changed[0.25] <= 0.25 + 1e-6).all(), "at most the share of codes changes"
     assert (changed[1.0] > changed[0.25]).all() and (changed[0.25] > 0).any()
+    top_only = restyle_tokens(sampler, tokens, 0, share=1.0, steps=2, generator=sampler.generator(0), levels=["top"])
+    (a, b), (c, d) = sampler.layout.spans()
+    assert torch.equal(top_only[:, c:d], tokens[:, c:d]), "bottom codes kept when only the top level may change"
+    assert (top_only[:, a:b] != tokens[:, a:b]).any()
+    with pytest.raises(EmojirayError, match="unknown level"):
+        restyle_tokens(sampler, tokens, 0, share=0.5, levels=["middle"])
     score = plausibility(sampler.prior, tokens, torch.full((4,), 1), torch.Generator().manual_seed(0))
     assert score.shape == tokens.shape and (score <= 0).all() and torch.isfinite(score).all()
     with pytest.raises(EmojirayError, match="unknown vendor 'apple'"):
