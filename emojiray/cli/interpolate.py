@@ -1,0 +1,47 @@
+"""`emojiray interpolate A B --steps 10`: paths between two emoji (pixels, VQ-VAE latents, MaskGIT prior)."""
+
+from __future__ import annotations
+
+from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.errors import EmojirayError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("interpolate", help="interpolate between two emoji in latent space and through the prior")
+    p.add_argument("inputs", nargs="*", metavar="FILE_OR_NAME",
+                   help="two image files or emoji names (looked up in the run's dataset)")
+    p.add_argument("--steps", type=int, help="frames after the first (default: interpolate.steps)")
+    p.add_argument("--run", default="", help="a pipeline output (finds data, VQ-VAE and the MaskGIT prior)")
+    p.add_argument("--data", help="dataset URI (emoji names, held-out images)")
+    p.add_argument("--vqvae", help="VQ-VAE URI (default: the run's, or the prior's)")
+    p.add_argument("--prior", help="MaskGIT prior URI (without one: pixel and latent paths only)")
+    p.add_argument("--vendor", default="", help="vendor whose drawing of a named emoji to use (default: any)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default: RUN/extensions)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="measure path smoothness on seeded pairs of held-out emoji (interpolate.json, interpolate.png)")
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from emojiray.extensions.common import RunPaths
+
+    cfg = config_from_args(args, **{"interpolate.steps": args.steps})
+    if cfg.interpolate.steps < 1:
+        raise EmojirayError(f"--steps must be >= 1, got {cfg.interpolate.steps}")
+    paths = RunPaths.of(args.run, prior=args.prior, vqvae=args.vqvae, data=args.data, out=args.out)
+    paths.need("out")
+    if args.evaluate:
+        paths.need("data")
+        from emojiray.extensions.interpolate import evaluate_interpolation
+        from emojiray.raykit import run_task
+
+        run_task(evaluate_interpolation, paths, cfg, paths.out, ray_cfg=cfg.ray)
+        return 0
+    if len(args.inputs) != 2:
+        raise EmojirayError(f"give exactly two image files or emoji names (got {len(args.inputs)}), or --evaluate")
+    from emojiray.extensions.interpolate import interpolate
+
+    interpolate(args.inputs[0], args.inputs[1], paths, cfg, paths.out, vendor=args.vendor, seed=args.seed)
+    return 0
