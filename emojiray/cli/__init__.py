@@ -16,7 +16,7 @@ from emojiray.errors import EmojirayError
 
 # Subcommand modules, in help order. Adding a command = adding a module and its name here.
 COMMANDS = ("data", "train_vqvae", "eval_vqvae", "extract_codes", "train_prior", "sample", "eval_samples",
-            "interpolate", "restyle", "inpaint",
+            "interpolate", "train_classifier", "condition", "restyle", "inpaint",
             "tune", "pipeline", "config")
 
 

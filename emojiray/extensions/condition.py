@@ -1,0 +1,258 @@
+"""Conditional generation: a sheet per condition value (emotion, category) and how well it obeys.
+
+For every conditional prior, ``extensions.condition_samples`` samples are drawn per condition value
+(the emotion ``none`` and values the prior never saw in training are skipped) and measured with the
+emoji classifier (:mod:`emojiray.extensions.classifier`):
+
+* agreement: the share of samples whose predicted class for the prior's label is the requested
+  value; its ceiling is the classifier's recall of that value on real held-out emoji (given beside);
+* Inception Score over the label's classes, exp E_x KL(p(y|x) || p(y)) (:mod:`emojiray.metrics.inception_score`),
+  for each value's samples (near 1 when they all look like one class, as they should), for the
+  prior's samples pooled over the values, for real held-out emoji and for every sample run of the
+  pipeline (``sample_runs``), per classifier head;
+* FID of each value's samples against real emoji with that label (all splits, as FID against the
+  training data is the usual protocol), where both sets hold at least ``eval.min_condition_images``.
+
+The Inception Score uses the emoji classifier because the standard TF-Inception pool3 network used
+for FID carries no classifier head (and ImageNet classes would say little about emoji anyway).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from emojiray import storage
+from emojiray.config import Config
+from emojiray.data.labels import NO_EMOTION, slug
+from emojiray.errors import EmojirayError
+from emojiray.extensions import common
+from emojiray.extensions.classifier import head_metrics, load_classifier, predict
+from emojiray.images import grid, labelled_rows, to_png_bytes
+from emojiray.metrics.inception_score import effective_splits, inception_score
+
+NOTE = ("Inception Score here is computed with the emoji classifier trained on the real labelled data "
+        "(exp E[KL(p(y|x) || p(y))] over its emotion, category and vendor classes, with splits): the standard "
+        "TF-Inception pool3 network used for FID carries no classifier head. Emotion applies to face emoji "
+        "only ('none' is a class). A single condition value's samples should all look like one class, so "
+        "their IS is near 1; the pooled IS over all values measures how distinct the values are.")
+
+
+def agreement(probs: np.ndarray, wanted: int) -> float | None:
+    """Share of rows of (N, C) probabilities whose most likely class is ``wanted``."""
+    return float((probs.argmax(1) == wanted).mean()) if len(probs) else None
+
+
+def distribution(ids: np.ndarray, vocab: list[str], top: int = 0) -> dict[str, float]:
+    """{value: share} of class ids, most frequent first (the ``top`` most, 0 = all present)."""
+    if len(ids) == 0:
+        return {}
+    counts = np.bincount(ids, minlength=len(vocab))
+    order = [i for i in np.argsort(-counts, kind="stable") if counts[i]]
+    return {vocab[i]: float(counts[i] / len(ids)) for i in (order[:top] if top else order)}
+
+
+def score_set(probs: dict[str, np.ndarray], vocab: dict[str, list[str]], splits: int) -> dict[str, Any]:
+    """Per head: IS (mean, std, splits used) and the predicted class distribution of one image set."""
+    out = {}
+    for label, p in probs.items():
+        if not len(p):
+            continue
+        mean, std = inception_score(p, splits)
+        out[label] = {"inception_score": mean, "inception_score_std": std,
+                      "splits": effective_splits(len(p), p.shape[1], splits),
+                      "predicted": distribution(p.argmax(1), vocab[label])}
+    return out
+
+
+def read_sample_run(uri: str) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """(images (N, H, W, 3) uint8, requested condition per sample ("" = none), manifest) of a sample run."""
+    from emojiray.generate.sample_run import load_samples_manifest, read_shard, shard_arrays
+
+    manifest = load_samples_manifest(uri)
+    images, conditions = [], []
+    for f in manifest["files"]:
+        arrays = shard_arrays(read_shard(uri, f["path"]), manifest)
+        images.append(arrays["images"])
+        conditions += arrays["condition"]
+    size = int(manifest["image_size"])
+    return (np.concatenate(images) if images else np.zeros((0, size, size, 3), np.uint8)), conditions, manifest
+
+
+def condition_report(paths: common.RunPaths, cfg: Config, out: str, priors: list[str] | None = None,
+                     sample_runs: dict[str, str] | None = None,
+                     features: Callable[[np.ndarray], np.ndarray] | None = None, log=print) -> dict[str, Any]:
+    """Sheets and metrics of conditional generation; writes under ``out``:
+
+    * ``condition_<label>_<value>.png``: the samples of one condition value;
+    * ``condition_<label>.png``: one labelled row per value (with its classifier agreement);
+    * ``condition.json``: per prior and value agreement, IS and FID; IS and label distributions of real
+      held-out data (with the classifier's accuracy there: the ceiling) and of every sample run.
+
+    ``priors``: conditional prior URIs (default: ``paths.prior``); ``sample_runs``: {kind: URI of an
+    ``emojiray sample`` run}; ``features``: uint8 NHWC -> (N, D) for FID (default: TF-Inception pool3).
+    Returns the JSON record.
+    """
+    from emojiray.data import shards
+    from emojiray.generate.sample_run import shard_seed
+    from emojiray.generate.sampler import Sampler
+
+    paths.need("data", "classifier")
+    priors = list(priors) if priors is not None else ([paths.prior] if paths.prior else [])
+    sample_runs = dict(sample_runs or {})
+    if not priors and not sample_runs:
+        raise EmojirayError("nothing to measure: give a conditional prior (--prior) or sample runs (--samples)")
+    ext = cfg.extensions
+    n = int(ext.condition_samples)
+    if n < 1:
+        raise EmojirayError(f"extensions.condition_samples must be >= 1, got {n}")
+    splits = int(cfg.classifier.is_splits)
+    device = common.default_device()
+    model, meta = load_classifier(paths.classifier, device)
+    vocab: dict[str, list[str]] = {lb: list(v) for lb, v in meta["vocab"].items()}
+    labels = list(meta["labels"])
+    manifest = shards.load_manifest(paths.data)
+    feats = features
+
+    def featurize(images: np.ndarray) -> np.ndarray:
+        nonlocal feats
+        if feats is None:
+            feats = common.inception_features(device)
+        return np.asarray(feats(images))
+
+    # real emoji: the classifier's held-out accuracy (the ceiling of agreement) and IS per head
+    real_cols = ("split", *dict.fromkeys(c for c in (*labels, "emotion", "category", "vendor") if c in manifest["vocab"]))
+    real_images, real_labels = common.read_images(paths.data, ("train", "val", "test"), real_cols)
+    held = np.array([s == "test" for s in real_labels["split"]], dtype=bool)
+    held_probs = predict(model, real_images[held])
+    real: dict[str, Any] = {"split": "test", "images": int(held.sum()), "heads": {}}
+    for lb in labels:
+        ids = np.array([vocab[lb].index(v) for v, h in zip(real_labels[lb], held) if h], dtype=np.int64)
+        real["heads"][lb] = {**head_metrics(held_probs[lb], ids, vocab[lb]),
+                             **score_set({lb: held_probs[lb]}, vocab, splits).get(lb, {}),
+                             "distribution": distribution(ids, vocab[lb])}
+    log(f"condition: real held-out ({real['images']} emoji): " + ", ".join(
+        f"{lb} IS {h.get('inception_score', float('nan')):.2f}, classifier accuracy {h['accuracy'] or 0:.3f}"
+        for lb, h in real["heads"].items()))
+    real_feats: dict[tuple[str, str], np.ndarray | None] = {}
+
+    def real_features(label: str, value: str) -> np.ndarray | None:
+        """Features of (a seeded subset of) the real emoji with ``label`` = ``value``; None when too few."""
+        if (label, value) not in real_feats:
+            rows = np.flatnonzero(np.array([v == value for v in real_labels.get(label, [])], dtype=bool))
+            rows = rows[common.subset(len(rows), ext.eval_images, ext.seed)]
+            enough = len(rows) >= max(2, cfg.eval.min_condition_images)
+            real_feats[label, value] = featurize(real_images[rows]) if enough else None
+        return real_feats[label, value]
+
+    # every conditional prior: samples per value, sheets, agreement / IS / FID
+    report_priors: dict[str, Any] = {}
+    used_sheets: set[str] = set()
+    for uri in priors:
+        sampler = Sampler(uri, paths.vqvae or None, str(device))
+        label = sampler.condition_name
+        if label == "none":
+            raise EmojirayError(f"the prior at {uri} is unconditional: condition sheets need one trained with "
+                                f"--set prior.condition=emotion (or category)")
+        values = sampler.condition_values
+        counts = list(sampler.class_counts)
+        if len(counts) != len(values):  # older priors: the dataset's label counts
+            have = manifest.get("counts", {}).get(label, {})
+            counts = [int(have.get(v, 0)) for v in values]
+        keep = [v for v, c in zip(values, counts) if c > 0 and not (label == "emotion" and v == NO_EMOTION)]
+        if not keep:
+            raise EmojirayError(f"the prior at {uri} has no {label} value with training examples to sample")
+        name = f"{sampler.kind}_{label}"
+        name = name if name not in report_priors else f"{name}_{len(report_priors)}"
+        stem = f"condition_{label}" if f"condition_{label}" not in used_sheets else f"condition_{label}-{name}"
+        used_sheets.add(stem)
+        head = label in labels
+        params = sampler.params()
+        rows, per_value, pooled = [], {}, []
+        for value in keep:
+            cid = sampler.condition_id(value)
+            cond = torch.full((n,), cid, dtype=torch.long)
+            images, _ = sampler.generate(cond, n, sampler.generator(shard_seed(ext.seed, cid)), params,
+                                         batch_size=cfg.sample.batch_size)
+            sheet = common.enlarged(_image(grid(images, ncols=min(8, n))))
+            sheet_uri = storage.write_bytes(storage.join(out, f"{stem}_{slug(value)}.png"), to_png_bytes(sheet))
+            probs = predict(model, images)
+            record: dict[str, Any] = {"samples": n, "sheet": storage.basename(sheet_uri)}
+            if head and value in vocab[label]:
+                p = probs[label]
+                pooled.append(p)
+                mean, std = inception_score(p, splits)
+                record.update(agreement=agreement(p, vocab[label].index(value)),
+                              real_agreement=real["heads"][label]["recall"].get(value),
+                              inception_score=mean, inception_score_std=std,
+                              predicted=distribution(p.argmax(1), vocab[label], top=3))
+            else:
+                record.update(agreement=None, real_agreement=None, inception_score=None,
+                              note=f"the classifier has no {label} head or value {value!r}")
+            rf = real_features(label, value)
+            record["real_images"] = int(sum(v == value for v in real_labels.get(label, [])))
+            record["fid"] = common.fid(featurize(images), rf) if rf is not None and n >= cfg.eval.min_condition_images \
+                else None  # too few samples or real emoji with this value for a meaningful FID
+            per_value[value] = record
+            shown = "n/a" if record["agreement"] is None else f"{record['agreement']:.0%}"
+            rows.append((f"{value} {shown}", images))
+            log(f"condition: {name} {label}={value}: agreement {shown}, FID {_f(record['fid'])}")
+        overview = storage.write_bytes(storage.join(out, f"{stem}.png"),
+                                       to_png_bytes(common.enlarged(labelled_rows(rows, ncols=min(8, n)))))
+        agree = [r["agreement"] for r in per_value.values() if r["agreement"] is not None]
+        ceiling = [r["real_agreement"] for r in per_value.values() if r.get("real_agreement") is not None]
+        entry = {"uri": uri, "kind": sampler.kind, "label": label, "params": params,
+                 "sheet": storage.basename(overview), "values": per_value,
+                 "mean_agreement": float(np.mean(agree)) if agree else None,
+                 "mean_real_agreement": float(np.mean(ceiling)) if ceiling else None,
+                 "chance_agreement": 1.0 / len(keep)}
+        if pooled:
+            mean, std = inception_score(np.concatenate(pooled), splits)
+            entry.update(pooled_inception_score=mean, pooled_inception_score_std=std)
+        report_priors[name] = entry
+
+    # every sample run of the pipeline (the priors' own mix of conditions): IS and label distribution
+    report_runs: dict[str, Any] = {}
+    for kind, uri in sample_runs.items():
+        images, conditions, smanifest = read_sample_run(uri)
+        probs = predict(model, images)
+        entry = {"uri": uri, "images": int(len(images)), "heads": score_set(probs, vocab, splits)}
+        cname = (smanifest.get("condition") or {}).get("name", "none")
+        asked = [i for i, c in enumerate(conditions) if c]
+        if cname in labels and asked:
+            wanted = np.array([vocab[cname].index(conditions[i]) if conditions[i] in vocab[cname] else -1
+                               for i in asked])
+            entry["condition"] = cname
+            entry["agreement"] = float((probs[cname][asked].argmax(1) == wanted).mean())
+        report_runs[kind] = entry
+        log(f"condition: samples {kind} ({len(images)}): " + ", ".join(
+            f"{lb} IS {h['inception_score']:.2f}" for lb, h in entry["heads"].items()))
+
+    summary = {
+        "mean_agreement": {k: p["mean_agreement"] for k, p in report_priors.items()},
+        "mean_real_agreement": {k: p["mean_real_agreement"] for k, p in report_priors.items()},
+        "pooled_inception_score": {k: p.get("pooled_inception_score") for k, p in report_priors.items()},
+        "inception_score": {"real": {lb: h.get("inception_score") for lb, h in real["heads"].items()},
+                            **{k: {lb: h["inception_score"] for lb, h in r["heads"].items()}
+                               for k, r in report_runs.items()}},
+        "real_accuracy": {lb: h["accuracy"] for lb, h in real["heads"].items()},
+    }
+    record = common.json_safe({
+        "note": NOTE, "classifier": paths.classifier, "data": paths.data, "samples_per_value": n,
+        "is_splits": splits, "seed": ext.seed, "summary": summary, "real": real, "priors": report_priors,
+        "sample_runs": report_runs})
+    storage.write_json(storage.join(out, "condition.json"), record)
+    log(f"condition: sheets and condition.json -> {out}")
+    return record
+
+
+def _image(array: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(array)
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
