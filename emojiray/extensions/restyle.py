@@ -238,6 +238,8 @@ def classifier_vendor_probs(uri: str, vendors: list[str], device) -> Callable[[n
     from emojiray.extensions.classifier import load_classifier, predict
 
     model, meta = load_classifier(uri, device)
+    if "vendor" not in meta.get("vocab", {}):
+        raise EmojirayError(f"the classifier at {uri} has no vendor head (classifier.labels)")
     vocab = list(meta["vocab"]["vendor"])
     missing = [v for v in vendors if v not in vocab]
     if missing:
