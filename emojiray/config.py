@@ -218,7 +218,7 @@ class InterpolateConfig:
     """`emojiray interpolate A B`: latent and prior paths between two emoji."""
 
     steps: int = 10  # frames after the first (steps + 1 frames in all)
-    remask: float = 0.3  # share of the mixed code map MaskGIT re-samples at each prior step
+    remask: float = 0.3  # share of codes MaskGIT re-samples at the middle step (tapered by 4t(1-t) to the ends)
     gif_ms: int = 120  # frame duration of the animated GIF
 
 

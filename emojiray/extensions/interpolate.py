@@ -170,16 +170,15 @@ def _steps_of(f: np.ndarray) -> dict[str, float]:
 
 def _models(paths: common.RunPaths, log=print):
     """(vqvae, sampler or None, image size): the MaskGIT prior's sampler when ``paths.prior`` holds one."""
-    note = ""
     if paths.prior and storage.exists(storage.join(paths.prior, "meta.json")):
         from emojiray.generate.sampler import Sampler
 
         sampler = Sampler(paths.prior, paths.vqvae or None)
         if sampler.kind == "maskgit":
             return sampler.vqvae, sampler, sampler.image_size
-        note = f"{paths.prior} is a {sampler.kind} prior, not MaskGIT"
-    else:
-        note = f"no prior at {paths.prior}" if paths.prior else "no --prior given"
+        log(f"interpolate: {paths.prior} is a {sampler.kind} prior, not MaskGIT: pixel and latent paths only")
+        return sampler.vqvae, None, sampler.image_size
+    note = f"no prior at {paths.prior}" if paths.prior else "no --prior given"
     log(f"interpolate: {note}: pixel and latent paths only")
     from emojiray.train import checkpoint as ckpt
 
