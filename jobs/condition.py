@@ -1,9 +1,14 @@
-"""`ray job submit` entrypoint for `emojiray condition` (same options).
+"""`ray job submit` entrypoint for conditional generation sheets (same options as `emojiray condition`).
 
     ray job submit --address http://HEAD:8265 --working-dir . -- \
-        python jobs/condition.py --help
+        python jobs/condition.py --run s3://bucket/run1 --preset full \
+        --prior s3://bucket/run1/prior_maskgit/prior \
+        --prior s3://bucket/run1/extensions/prior_maskgit_category/prior \
+        --samples maskgit=s3://bucket/run1/samples_maskgit
 
-The heavy work runs in one Ray task on a GPU of the cluster when there is one.
+draws samples per emotion / category value (one Ray task on a GPU of the cluster) and writes
+condition_<label>*.png and condition.json (classifier agreement, Inception Score, FID per value)
+under RUN/extensions.
 """
 
 import sys

@@ -1,9 +1,11 @@
-"""`ray job submit` entrypoint for `emojiray train-classifier` (same options).
+"""`ray job submit` entrypoint for the emoji classifier (same options as `emojiray train-classifier`).
 
     ray job submit --address http://HEAD:8265 --working-dir . -- \
-        python jobs/train_classifier.py --help
+        python jobs/train_classifier.py --data s3://bucket/run1/data \
+        --out s3://bucket/run1/extensions/classifier --preset full
 
-The heavy work runs in one Ray task on a GPU of the cluster when there is one.
+trains the classifier (emotion, category and vendor heads) in one Ray task on a GPU of the cluster
+and writes the checkpoint and classifier.json (held-out accuracy per head) to --out.
 """
 
 import sys
