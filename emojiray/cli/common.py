@@ -18,3 +18,16 @@ def config_from_args(args: argparse.Namespace, **flags: object) -> Config:
     """The preset, then --set overrides, then dedicated flags (e.g. --size) that were given."""
     extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
     return load_config(args.preset, [*args.overrides, *extra])
+
+
+def add_extension_args(parser: argparse.ArgumentParser, evaluate_help: str, prior_help: str,
+                       prior_dest: str = "prior") -> None:
+    """--run, --data, --vqvae, --prior, --seed, --out, --evaluate and the config options of an extension."""
+    parser.add_argument("--run", default="", help="a pipeline output (finds the data and the models it needs)")
+    parser.add_argument("--data", help="dataset URI (emoji names, held-out images)")
+    parser.add_argument("--vqvae", help="VQ-VAE URI (default: the run's, or the prior's)")
+    parser.add_argument("--prior", dest=prior_dest, help=prior_help)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="output folder (default: RUN/extensions)")
+    parser.add_argument("--evaluate", action="store_true", help=evaluate_help)
+    add_config_args(parser)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import add_extension_args, config_from_args
 from emojiray.errors import EmojirayError
 
 
@@ -13,15 +13,7 @@ def register(sub) -> None:
     p.add_argument("--mask", help="box:x0,y0,x1,y1 (pixels, or fractions like 0.25) or a mask image (white = fill)")
     p.add_argument("-n", "--completions", type=int, help="completions per input (default: inpaint.completions)")
     p.add_argument("--condition", help="condition value of the prior, e.g. happy (default: unconditional)")
-    p.add_argument("--run", default="", help="a pipeline output (finds data, VQ-VAE and the MaskGIT prior)")
-    p.add_argument("--prior", help="MaskGIT prior URI")
-    p.add_argument("--vqvae", help="VQ-VAE URI (default: the prior's)")
-    p.add_argument("--data", help="dataset URI (emoji names, held-out images)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output folder (default: RUN/extensions)")
-    p.add_argument("--evaluate", action="store_true",
-                   help="measure on seeded boxes of held-out emoji (inpaint.json, inpaint.png)")
-    add_config_args(p)
+    add_extension_args(p, "measure on seeded boxes of held-out emoji (inpaint.json, inpaint.png)", "MaskGIT prior URI")
     p.set_defaults(func=run)
 
 

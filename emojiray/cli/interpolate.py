@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import add_extension_args, config_from_args
 from emojiray.errors import EmojirayError
 
 
@@ -11,16 +11,9 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="*", metavar="FILE_OR_NAME",
                    help="two image files or emoji names (looked up in the run's dataset)")
     p.add_argument("--steps", type=int, help="frames after the first (default: interpolate.steps)")
-    p.add_argument("--run", default="", help="a pipeline output (finds data, VQ-VAE and the MaskGIT prior)")
-    p.add_argument("--data", help="dataset URI (emoji names, held-out images)")
-    p.add_argument("--vqvae", help="VQ-VAE URI (default: the run's, or the prior's)")
-    p.add_argument("--prior", help="MaskGIT prior URI (without one: pixel and latent paths only)")
     p.add_argument("--vendor", default="", help="vendor whose drawing of a named emoji to use (default: any)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output folder (default: RUN/extensions)")
-    p.add_argument("--evaluate", action="store_true",
-                   help="measure path smoothness on seeded pairs of held-out emoji (interpolate.json, interpolate.png)")
-    add_config_args(p)
+    add_extension_args(p, "measure path smoothness on seeded pairs of held-out emoji (interpolate.json, interpolate.png)",
+                       "MaskGIT prior URI (without one: pixel and latent paths only)")
     p.set_defaults(func=run)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import add_extension_args, config_from_args
 from emojiray.errors import EmojirayError
 
 
@@ -11,18 +11,11 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="*", metavar="FILE_OR_NAME",
                    help="image files or emoji names (looked up in the run's dataset)")
     p.add_argument("--to", dest="target", help="target vendor (e.g. twitter)")
-    p.add_argument("--run", default="", help="a pipeline output (finds data, VQ-VAE and the vendor prior)")
-    p.add_argument("--prior", dest="vendor_prior", help="MaskGIT prior conditioned on the vendor")
-    p.add_argument("--vqvae", help="VQ-VAE URI (default: the prior's)")
-    p.add_argument("--data", help="dataset URI (emoji names, held-out pairs)")
     p.add_argument("--classifier", help="emoji classifier for the vendor agreement metric")
     p.add_argument("--share", type=float, help="share of codes re-sampled (default: chosen on validation)")
     p.add_argument("--variants", type=int, default=1, help="restyled variants per input")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output folder (default: RUN/extensions)")
-    p.add_argument("--evaluate", action="store_true",
-                   help="measure on held-out emoji drawn by both vendors (restyle.json, restyle.png)")
-    add_config_args(p)
+    add_extension_args(p, "measure on held-out emoji drawn by both vendors (restyle.json, restyle.png)",
+                       "MaskGIT prior conditioned on the vendor", prior_dest="vendor_prior")
     p.set_defaults(func=run)
 
 

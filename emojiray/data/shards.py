@@ -88,6 +88,13 @@ def pixel_hash(pixels: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
 
+def seeded_subset(n: int, cap: int, seed: int) -> np.ndarray:
+    """Sorted row indices of a seeded subset of ``cap`` of ``n`` rows (all rows when cap is 0 or >= n)."""
+    if not cap or n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
 def write_shard(uri: str, table: pa.Table) -> dict[str, Any]:
     """Write one shard atomically; return its manifest entry (path filled in by the caller)."""
     sink = pa.BufferOutputStream()

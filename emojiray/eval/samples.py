@@ -136,12 +136,6 @@ def _read_real(data_uri: str, manifest: dict[str, Any], splits, label: str | Non
     return np.concatenate(pix), labels if label else None
 
 
-def _subset(n: int, cap: int, seed: int) -> np.ndarray:
-    if not cap or n <= cap:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
-
-
 def _cache_key(manifest: dict[str, Any], splits, rows: np.ndarray, feature_id: str) -> str:
     files = sorted(s["sha256"] for s in manifest["shards"] if s["split"] in splits)
     payload = {"features": feature_id, "files": files, "splits": list(splits),
@@ -302,8 +296,8 @@ def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=No
     held_pix, held_lab = _read_real(real_uri, dmf, HELDOUT, cond_name)
     if not len(train_pix) or not len(held_pix):
         raise EmojirayError(f"{real_uri} needs images in the train split and in the held-out (val, test) splits")
-    train_rows = _subset(len(train_pix), cfg.real_images, seed=0)
-    held_rows = _subset(len(held_pix), cfg.real_images, seed=1)
+    train_rows = shards.seeded_subset(len(train_pix), cfg.real_images, seed=0)
+    held_rows = shards.seeded_subset(len(held_pix), cfg.real_images, seed=1)
     held_pix = held_pix[held_rows]
     held_lab = [held_lab[i] for i in held_rows] if held_lab is not None else None
 

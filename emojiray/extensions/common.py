@@ -96,13 +96,6 @@ def read_images(data_uri: str, splits=("val", "test"), columns=LABEL_COLUMNS) ->
     return images, labels
 
 
-def subset(n: int, cap: int, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded subset of ``cap`` out of ``n`` (all when cap is 0 or >= n)."""
-    if not cap or n <= cap:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
-
-
 def load_emoji(spec: str, size: int, data_uri: str = "", vendor: str = "") -> tuple[np.ndarray, str]:
     """One emoji as (size, size, 3) uint8 and a short label, from an image file or by name.
 
@@ -194,6 +187,16 @@ def code_masks(pixel_mask: np.ndarray, grids: dict[str, tuple[int, int]]) -> dic
 
 
 # -- features and sheets ----------------------------------------------------------------------------
+
+
+def image_scores(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image (PSNR in dB, SSIM) of uint8 NHWC images against their targets."""
+    from emojiray.images import to_model_input
+    from emojiray.metrics.image import per_image_psnr, per_image_ssim
+
+    a = to_model_input(torch.from_numpy(np.ascontiguousarray(pred)), channels_last=False)
+    b = to_model_input(torch.from_numpy(np.ascontiguousarray(target)), channels_last=False)
+    return per_image_psnr(a, b).numpy(), per_image_ssim(a, b).numpy()
 
 
 def inception_features(device=None) -> Callable[[np.ndarray], np.ndarray]:

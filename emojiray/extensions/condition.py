@@ -27,6 +27,7 @@ import torch
 from emojiray import storage
 from emojiray.config import Config
 from emojiray.data.labels import NO_EMOTION, slug
+from emojiray.data.shards import seeded_subset
 from emojiray.errors import EmojirayError
 from emojiray.extensions import common
 from emojiray.extensions.classifier import head_metrics, load_classifier, predict
@@ -142,7 +143,7 @@ def condition_report(paths: common.RunPaths, cfg: Config, out: str, priors: list
         """Features of (a seeded subset of) the real emoji with ``label`` = ``value``; None when too few."""
         if (label, value) not in real_feats:
             rows = np.flatnonzero(np.array([v == value for v in real_labels.get(label, [])], dtype=bool))
-            rows = rows[common.subset(len(rows), ext.eval_images, ext.seed)]
+            rows = rows[seeded_subset(len(rows), ext.eval_images, ext.seed)]
             enough = len(rows) >= max(2, cfg.eval.min_condition_images)
             real_feats[label, value] = featurize(real_images[rows]) if enough else None
         return real_feats[label, value]

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from emojiray import storage
+from emojiray.data.shards import seeded_subset
 from emojiray.errors import EmojirayError
 from emojiray.extensions import common
 
@@ -178,17 +179,13 @@ def _flat_mask(layout, masks: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def _crop_scores(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image (PSNR, SSIM) on the bounding box of each mask."""
-    from emojiray.metrics.image import per_image_psnr, per_image_ssim
-
-    psnr, ssim = [], []
+    """Per-image (PSNR, SSIM) on the bounding box of each mask (boxes of at least MIN_BOX pixels)."""
+    scores = []
     for p, t, m in zip(pred, target, masks):
         y0, y1, x0, x1 = bounding_box(m)
-        a = torch.from_numpy(p[y0:y1, x0:x1].copy()).permute(2, 0, 1)[None].double() / 127.5 - 1
-        b = torch.from_numpy(t[y0:y1, x0:x1].copy()).permute(2, 0, 1)[None].double() / 127.5 - 1
-        psnr.append(float(per_image_psnr(a, b)[0]))
-        ssim.append(float(per_image_ssim(a, b)[0]) if min(y1 - y0, x1 - x0) >= MIN_BOX else math.nan)
-    return np.array(psnr), np.array(ssim)
+        psnr, ssim = common.image_scores(p[None, y0:y1, x0:x1], t[None, y0:y1, x0:x1])
+        scores.append((float(psnr[0]), float(ssim[0])))
+    return np.array([a for a, _ in scores]), np.array([b for _, b in scores])
 
 
 def evaluate_inpaint(paths: common.RunPaths, cfg, out: str, log=print) -> dict[str, Any]:
@@ -206,7 +203,7 @@ def evaluate_inpaint(paths: common.RunPaths, cfg, out: str, log=print) -> dict[s
         raise EmojirayError(f"{paths.data} has no held-out (val, test) images to inpaint")
     if images.shape[1] != sampler.image_size:
         raise EmojirayError(f"the dataset holds {images.shape[1]} px images, the VQ-VAE {sampler.image_size} px")
-    rows = common.subset(len(images), ec.eval_images, ec.seed)
+    rows = seeded_subset(len(images), ec.eval_images, ec.seed)
     images = images[rows]
     size = images.shape[1]
     masks = random_boxes(len(images), size, ic.box, ec.seed)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from emojiray import storage
+from emojiray.data.shards import seeded_subset
 from emojiray.errors import EmojirayError
 from emojiray.extensions import common
 
@@ -108,15 +109,6 @@ def vendor_pairs(labels: dict[str, list], source: str, target: str) -> tuple[lis
     return [by_vendor[source][u] for u in common_ids], [by_vendor[target][u] for u in common_ids]
 
 
-def _scores(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from emojiray.images import to_model_input
-    from emojiray.metrics.image import per_image_psnr, per_image_ssim
-
-    a = to_model_input(torch.from_numpy(pred), channels_last=False)
-    b = to_model_input(torch.from_numpy(target), channels_last=False)
-    return per_image_psnr(a, b).numpy(), per_image_ssim(a, b).numpy()
-
-
 def _pairs(data_uri: str, split: str, vendors: list[str], cap: int, seed: int):
     """{(source, target): (source images, target images)} for every ordered vendor pair of a split."""
     images, labels = common.read_images(data_uri, (split,), ("unified", "vendor"))
@@ -126,7 +118,7 @@ def _pairs(data_uri: str, split: str, vendors: list[str], cap: int, seed: int):
             if src == tgt:
                 continue
             s_rows, t_rows = vendor_pairs(labels, src, tgt)
-            keep = common.subset(len(s_rows), cap, seed)
+            keep = seeded_subset(len(s_rows), cap, seed)
             if len(keep):
                 out[(src, tgt)] = (images[np.array(s_rows)[keep]], images[np.array(t_rows)[keep]])
     return out
@@ -166,7 +158,7 @@ def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable |
         if val:
             for share in shares:
                 out_v = restyled(val, share)
-                val_psnr[share] = float(np.mean(np.concatenate([_scores(out_v[d], t)[0] for d, (_, t) in val.items()])))
+                val_psnr[share] = float(np.mean(np.concatenate([common.image_scores(out_v[d], t)[0] for d, (_, t) in val.items()])))
             chosen = max(val_psnr, key=val_psnr.get)
             log(f"restyle: share chosen on the validation split: {chosen} "
                 f"(PSNR to the target vendor {', '.join(f'{s}: {v:.2f}' for s, v in val_psnr.items())})")
@@ -186,7 +178,7 @@ def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable |
         # per direction: pooled over both directions the sources and the targets are the same set
         rows = {}
         for d in test:
-            psnr, ssim = _scores(per_dir[d], targets[d])
+            psnr, ssim = common.image_scores(per_dir[d], targets[d])
             rows[d] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "n": len(psnr),
                        "fid": common.fid(features(per_dir[d]), target_feats[d])}
             if vendor_probs is not None:
