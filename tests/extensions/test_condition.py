@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from emojiray import storage
+from emojiray.cli import build_parser
 from emojiray.config import DataConfig, load_config
 from emojiray.data import shards
 from emojiray.data.prepare import prepare
@@ -227,19 +228,6 @@ def test_condition_report_one_line_errors(tiny_data, tmp_path):
                             "oops", *out], "KIND=URI"),
                           (["condition", "--classifier", clf, "--prior", prior, *out], "no data"),
                           (["train-classifier"], "give --data")):
-        args = cli_parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
         with pytest.raises(EmojirayError, match=message):
             args.func(args)
-
-
-def cli_parser():
-    import argparse
-
-    from emojiray.cli import condition as condition_cli
-    from emojiray.cli import train_classifier as train_classifier_cli
-
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command", required=True)
-    condition_cli.register(sub)
-    train_classifier_cli.register(sub)
-    return parser
