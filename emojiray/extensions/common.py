@@ -17,6 +17,7 @@ so every extension command takes ``--run RUN`` and finds its inputs; ``--data``,
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -96,6 +97,19 @@ def read_images(data_uri: str, splits=("val", "test"), columns=LABEL_COLUMNS) ->
     return images, labels
 
 
+def _dataset_version(data_uri: str) -> str:
+    from emojiray.data import shards
+
+    m = shards.load_manifest(data_uri)
+    return str(m.get("fingerprint") or m.get("created"))
+
+
+@functools.lru_cache(maxsize=1)
+def _name_index(data_uri: str, version: str) -> tuple[np.ndarray, dict[str, list]]:
+    """Every image of a dataset with its names, read once per dataset version (demos look up several names)."""
+    return read_images(data_uri, ("train", "val", "test"), ("name", "unified", "vendor", "skin_tone"))
+
+
 def load_emoji(spec: str, size: int, data_uri: str = "", vendor: str = "") -> tuple[np.ndarray, str]:
     """One emoji as (size, size, 3) uint8 and a short label, from an image file or by name.
 
@@ -115,7 +129,7 @@ def load_emoji(spec: str, size: int, data_uri: str = "", vendor: str = "") -> tu
             raise EmojirayError(f"cannot read {spec}: {exc}") from None
     if not data_uri:
         raise EmojirayError(f"{spec!r} is not an image file; to look an emoji up by name give --data or --run")
-    images, labels = read_images(data_uri, ("train", "val", "test"), ("name", "unified", "vendor", "skin_tone"))
+    images, labels = _name_index(data_uri, _dataset_version(data_uri))
     if images.shape[1] != size:
         raise EmojirayError(f"the dataset at {data_uri} holds {images.shape[1]} px images, the model wants {size} px")
     want = spec.strip().lower()
@@ -137,7 +151,7 @@ def load_emoji(spec: str, size: int, data_uri: str = "", vendor: str = "") -> tu
             raise EmojirayError(f"{spec!r} exists only for vendor(s) {', '.join(have)}, not {vendor!r}")
         rows = picked
     i = rows[0]
-    return images[i], f"{labels['name'][i].lower()} ({labels['vendor'][i]})"
+    return images[i].copy(), f"{labels['name'][i].lower()} ({labels['vendor'][i]})"
 
 
 # -- tokenizer --------------------------------------------------------------------------------------
