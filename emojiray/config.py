@@ -262,6 +262,7 @@ class PipelineConfig:
     """Which optional stages `emojiray pipeline` runs."""
 
     priors: list[str] = field(default_factory=lambda: ["pixelsnail", "transformer", "maskgit"])
+    report: bool = True  # write the static HTML report (RUN/report/index.html) at the end
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The main job, end to end: data -> summary -> streaming check -> VQ-VAE -> evaluation -> codes -> priors
--> samples -> sample evaluation.
+-> samples -> sample evaluation -> extensions (demos and their metrics).
 
 One function per stage lives in its own module; this only chains them and records what each
 wrote in ``<out>/pipeline.json``. The CLI (`emojiray pipeline`) and `jobs/pipeline.py` call it.
@@ -18,6 +18,10 @@ Layout under ``out``::
     samples_<kind>/       ``sample.n`` samples per prior (shards/, png/, manifest.json, from `emojiray
                           sample`) and their evaluation (eval_samples.json, samples_grid.png,
                           samples_nearest.png, samples_conditions.png, from `emojiray eval-samples`)
+    extensions/           the extensions in ``extensions.run`` (see emojiray.extensions.stage): their
+                          extra models (vendor/category MaskGITs, classifier, upscaler), demo sheets
+                          ``<extension>*.png`` and metrics ``<extension>.json``
+    report/               the static HTML report (index.html + images/, `emojiray report`)
     pipeline.json
 """
 
@@ -46,10 +50,18 @@ def run_pipeline(cfg: Config, out: str, force: bool = False, log=print) -> dict[
     from emojiray.data.prepare import prepare
     from emojiray.data.stream import measure_throughput
     from emojiray.eval.vqvae import eval_vqvae
+    from emojiray.extensions import stage as extension_stage
     from emojiray.raykit import init_ray
     from emojiray.train.vqvae_loop import train_vqvae
 
+    extension_stage.check(cfg)  # a bad extension setting fails now, not after an hour of training
+
+    from emojiray.report.html import git_revision
+
+    rev = git_revision()
     record: dict[str, Any] = {"emojiray_version": __version__, "out": out, "config": cfg.to_dict(),
+                              "git_revision": (rev["revision"] + (" with uncommitted changes" if rev["dirty"] else ""))
+                              if rev else None,
                               "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                               "stages": {}}
     data_uri = storage.join(out, "data")
@@ -98,7 +110,8 @@ def run_pipeline(cfg: Config, out: str, force: bool = False, log=print) -> dict[
         result = train_vqvae(cfg, data_uri, run_uri, resume=interrupted and not force,
                              force=force or not interrupted, log=log)
         storage.write_json(summary_uri, {**result, "fingerprint": fingerprint})
-        return {"model": result["model"], "epoch": result["epoch"], "metrics": result["metrics"], "retrained": True}
+        return {"model": result["model"], "epoch": result["epoch"], "metrics": result["metrics"], "retrained": True,
+                "resumed_from_epoch": result.get("resumed_from_epoch", 0)}
 
     trained = stage("train_vqvae", do_train)
 
@@ -126,6 +139,7 @@ def run_pipeline(cfg: Config, out: str, force: bool = False, log=print) -> dict[
         return {"uri": codes_uri, "rows": {k: v["rows"] for k, v in r["splits"].items()}}
 
     codes_stage = stage("extract_codes", do_codes)
+    priors: dict[str, dict[str, Any]] = {}  # {kind: {"prior", "retrained", "samples"}} for the extensions
 
     for kind in cfg.pipeline.priors:
         run = storage.join(out, f"prior_{kind}")
@@ -167,9 +181,23 @@ def run_pipeline(cfg: Config, out: str, force: bool = False, log=print) -> dict[
             r = eval_samples(samples_uri, data_uri, samples_uri, cfg=cfg.eval, ray_cfg=cfg.ray, log=log)
             return {"uri": samples_uri, **{k: r[k] for k in SAMPLE_KEYS}}
 
-        stage(f"samples_{kind}", do_samples)
+        samples_stage = stage(f"samples_{kind}", do_samples)
+        priors[kind] = {"prior": prior_stage["prior"], "retrained": bool(prior_stage.get("retrained")),
+                        "samples": samples_stage["uri"]}
+
+    if cfg.extensions.run:
+        def do_extensions():
+            return extension_stage.run_extensions(cfg, out, data_uri, trained["model"], priors, codes_uri,
+                                                  fingerprint, force=force, log=log)
+
+        stage("extensions", do_extensions)
 
     record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     storage.write_json(storage.join(out, "pipeline.json"), record)
+    if cfg.pipeline.report:  # reads pipeline.json: written last
+        from emojiray.report import build_report
+
+        index = build_report(out, storage.join(out, "report"), log=lambda *_: None)
+        log(f"report: {index}")
     log(f"pipeline: done -> {out}")
     return record

@@ -23,6 +23,7 @@ def init_ray(cfg: RayConfig | None = None):
     address = cfg.address or os.environ.get("RAY_ADDRESS", "")
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        _quiet_ray_data()
         return ray
     kwargs = {"num_cpus": cfg.num_cpus or os.cpu_count() or 1}
     if cfg.num_gpus >= 0:
@@ -114,8 +115,11 @@ def run_task(fn, *args, ray_cfg: RayConfig | None = None, **kwargs):
     """
     from emojiray.errors import EmojirayError
 
+    import dataclasses
+
     ray = init_ray(ray_cfg)
-    plan = actor_pool_plan(ray_cfg or RayConfig(), actors=1, max_actors=1)
+    # one task reading its data itself (no Ray Data beside it): it may take every free CPU
+    plan = actor_pool_plan(dataclasses.replace(ray_cfg or RayConfig(), data_cpus=0), actors=1, max_actors=1)
     task = ray.remote(_call_with_threads).options(max_retries=0, **plan["options"])
     try:
         return ray.get(task.remote(fn, plan["threads"], args, kwargs))

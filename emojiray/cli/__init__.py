@@ -16,8 +16,8 @@ from emojiray.errors import EmojirayError
 
 # Subcommand modules, in help order. Adding a command = adding a module and its name here.
 COMMANDS = ("data", "train_vqvae", "eval_vqvae", "extract_codes", "train_prior", "sample", "eval_samples",
-            "interpolate", "train_classifier", "condition", "restyle", "inpaint",
-            "tune", "pipeline", "config")
+            "interpolate", "train_classifier", "condition", "restyle", "train_upscaler", "upscale", "inpaint",
+            "tune", "pipeline", "report", "config")
 
 
 def build_parser() -> argparse.ArgumentParser:

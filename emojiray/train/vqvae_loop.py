@@ -136,7 +136,7 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any]:
 
     tb.close()
     return {"status": status, "step": step, "epoch": epoch + 1 if status == "ok" else epoch,
-            "train_seconds": elapsed, "history": history}
+            "train_seconds": elapsed, "history": history, "start_epoch": epoch0}
 
 
 def _report(metrics, rank, model, cfg: Config, step, epoch, elapsed, history, opt) -> None:
@@ -253,6 +253,7 @@ def train_vqvae(cfg: Config, data_uri: str, out: str, resume: bool = False, forc
     record = {"model": model_uri, "checkpoint": result.checkpoint.path, "workers": scaling.num_workers,
               "use_gpu": scaling.use_gpu, "wall_seconds": round(time.perf_counter() - t0, 1),
               "step": meta["step"], "epoch": meta["epoch"], "metrics": meta.get("metrics", {}),
+              "resumed_from_epoch": summary.get("start_epoch", 0),  # > 0: this run went on from a checkpoint
               "history": summary.get("history", [])}
     storage.write_json(storage.join(out, "train_vqvae.json"), record)
     m = record["metrics"]

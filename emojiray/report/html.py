@@ -1,0 +1,907 @@
+"""The static results page of a pipeline run: ``index.html`` plus an ``images/`` folder.
+
+:func:`build_report` reads a run folder written by `emojiray pipeline --out RUN` (local or
+``s3://``; the layout is in :mod:`emojiray.pipeline`), optionally a tune sweep and a folder of
+benchmark JSONs, and writes one self-contained page: no JavaScript, no CDN, relative links only,
+so the folder can be opened from disk, copied anywhere or served by GitHub Pages.
+
+Sections: the run (device, dates, git revision), a summary against the reference and the
+targets (:mod:`emojiray.report.baselines`), the data (statistics, contact sheets), the
+tokenizer (training curves, reconstructions, codebook usage), each prior (training curves,
+sample sheets, sample metrics), the rate–distortion study, the extensions, benchmarks and the
+pipeline's stages. Any part the run lacks is listed as "not in this run"; a file that cannot be
+read is skipped with its reason. Nothing here imports Ray or torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+import json
+import math
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from emojiray import __version__, storage
+from emojiray.errors import EmojirayError
+from emojiray.report import baselines as B
+from emojiray.report import plots
+from emojiray.report.events import read_scalars
+
+EXTENSIONS = ("interpolate", "condition", "restyle", "upscale", "inpaint")
+DEFAULT_PRIORS = ("pixelsnail", "transformer", "maskgit")
+# Files whose presence makes a folder a (possibly unfinished) pipeline run.
+RUN_MARKERS = ("pipeline.json", "data_summary.json", "eval_vqvae.json", "tokenizer/train_vqvae.json")
+
+TOKENIZER_PANELS = [
+    plots.Panel("loss", [plots.Line("train loss", ["train/loss", "train_loss"]),
+                         plots.Line("reconstruction MSE", ["train/recon_mse"]),
+                         plots.Line("VQ loss", ["train/vq_loss"]),
+                         plots.Line("validation MSE", ["val/val_mse", "val_mse"])], logy=True),
+    plots.Panel("validation PSNR (dB)", [plots.Line("validation", ["val/val_psnr", "val_psnr"])]),
+    plots.Panel("validation SSIM", [plots.Line("validation", ["val/val_ssim", "val_ssim"])]),
+    plots.Panel("perplexity", [plots.Line("top (train)", ["train/perplexity_top"]),
+                               plots.Line("bottom (train)", ["train/perplexity_bottom"]),
+                               plots.Line("top (val)", ["val/perplexity_top", "perplexity_top"]),
+                               plots.Line("bottom (val)", ["val/perplexity_bottom", "perplexity_bottom"]),
+                               plots.Line("codes (val)", ["val/perplexity", "perplexity"])]),
+    plots.Panel("codes used (validation)", [plots.Line("top", ["val/codes_used_top", "codes_used_top"]),
+                                            plots.Line("bottom", ["val/codes_used_bottom", "codes_used_bottom"]),
+                                            plots.Line("codes", ["val/codes_used", "codes_used"])]),
+    plots.Panel("training images/s", [plots.Line("images/s", ["train/images_per_s", "images_per_s"])]),
+    plots.Panel("learning rate", [plots.Line("lr", ["train/lr"])]),
+    plots.Panel("dead-code restarts", [plots.Line("top", ["train/restarts_top"]),
+                                       plots.Line("bottom", ["train/restarts_bottom"])]),
+]
+PRIOR_PANELS = [
+    plots.Panel("bits per code", [plots.Line("train", ["train/bits_per_code", "train_bits_per_code"]),
+                                  plots.Line("validation", ["val/val_bits_per_code", "val_bits_per_code"])]),
+    plots.Panel("validation accuracy", [plots.Line("validation", ["val/val_accuracy", "val_accuracy"])]),
+    plots.Panel("training images/s", [plots.Line("images/s", ["val/images_per_s", "images_per_s"])]),
+    plots.Panel("learning rate", [plots.Line("lr", ["train/lr"])]),
+]
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d232b;background:#fafbfc}
+main{max-width:1180px;margin:0 auto;padding:0 20px 60px}
+header{background:#24292f;color:#fff;padding:18px 20px}
+header h1{margin:0;font-size:1.5em;max-width:1180px;margin:0 auto}
+nav{max-width:1180px;margin:8px auto 0;font-size:.9em}
+nav a{color:#c9d1d9;margin-right:14px;text-decoration:none}
+h2{border-bottom:2px solid #d0d7de;padding-bottom:4px;margin-top:40px}
+h3{margin-top:26px}
+table{border-collapse:collapse;margin:10px 0 16px;font-size:.88em;background:#fff}
+th,td{border:1px solid #d0d7de;padding:4px 9px;text-align:left;vertical-align:top}
+th{background:#f0f3f6}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr:nth-child(even) td{background:#f7f9fb}
+.ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}
+.missing{color:#7d4e00;background:#fff8c5;border:1px solid #eac54f;padding:4px 10px;display:inline-block}
+.problem{color:#82071e;background:#ffebe9;border:1px solid #ff8182;padding:4px 10px}
+.note{color:#57606a;font-size:.9em;max-width:960px}
+figure{margin:12px 0 22px;display:inline-block;vertical-align:top;margin-right:18px}
+figure img{max-width:100%;height:auto;border:1px solid #d0d7de;background:#fff}
+img.px{image-rendering:pixelated}
+figcaption{font-size:.85em;color:#57606a;max-width:1000px}
+.row{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
+code,pre{font-size:.85em;background:#f0f3f6}
+pre{padding:10px;overflow:auto;max-height:420px}
+.tw{overflow-x:auto;max-width:100%}
+table.kv td.n{text-align:left}
+table.kv td:first-child{color:#424a53}
+"""
+
+
+class Raw(str):
+    """A table cell or fragment that is already HTML."""
+
+
+def esc(value: Any) -> str:
+    return value if isinstance(value, Raw) else html.escape(str(value))
+
+
+def fmt(v: Any) -> str:
+    """A number or value as short text: thousands separators, about four significant digits."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        a = abs(v)
+        if v.is_integer() and a < 1e12:
+            return f"{int(v):,}"
+        if a >= 1000:
+            return f"{v:,.0f}"
+        if a >= 100:
+            return f"{v:.1f}"
+        if a >= 1:
+            return f"{v:.2f}"
+        if a >= 0.001:
+            return f"{v:.4f}"
+        return f"{v:.2e}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt(x) for x in v)
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {fmt(x)}" for k, x in v.items())
+    return str(v)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], caption: str = "", cls: str = "") -> str:
+    """An HTML table; numbers right-aligned, None as a dash, no header row when every header is
+    empty. Empty string when there are no rows."""
+    body = []
+    for row in rows:
+        cells = []
+        for v in row:
+            if isinstance(v, Raw):
+                cells.append(f"<td>{v}</td>")
+            elif _is_num(v):
+                cells.append(f'<td class="n">{esc(fmt(v))}</td>')
+            else:
+                cells.append(f"<td>{esc(fmt(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    if not body:
+        return ""
+    cap = f"<caption>{esc(caption)}</caption>" if caption else ""
+    head = ("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>"
+            if any(str(h) for h in headers) else "")
+    klass = f' class="{cls}"' if cls else ""
+    return f'<div class="tw"><table{klass}>{cap}{head}<tbody>{"".join(body)}</tbody></table></div>'
+
+
+def kv_table(pairs: Iterable[tuple[str, Any]], headers: Sequence[str] = ("", "")) -> str:
+    """A two-column table of (name, value) pairs, values left-aligned."""
+    return table(headers, [(k, v) for k, v in pairs], cls="kv")
+
+
+def verdict(ok: bool | None) -> Raw:
+    if ok is None:
+        return Raw("—")
+    return Raw('<span class="ok">yes</span>' if ok else '<span class="bad">no</span>')
+
+
+def flatten(d: Any, prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]:
+    """(path, value) pairs of the scalar leaves of nested dicts (short scalar lists kept whole)."""
+    out: list[tuple[str, Any]] = []
+    if isinstance(d, dict) and depth > 0:
+        for k, v in d.items():
+            out.extend(flatten(v, f"{prefix} / {k}" if prefix else str(k), depth - 1))
+    elif isinstance(d, (list, tuple)):
+        if len(d) <= 8 and all(not isinstance(x, (dict, list)) for x in d):
+            out.append((prefix, list(d)))
+    elif not isinstance(d, dict):
+        out.append((prefix, d))
+    return out
+
+
+def git_revision() -> dict[str, Any] | None:
+    """The git revision of the checkout this emojiray is imported from (None outside a checkout)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=10, check=False)
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0 or os.path.realpath(top.stdout.strip()) != os.path.realpath(root):
+            return None  # not a checkout of emojiray (e.g. installed into a venv that lives in some repository)
+        rev = git("rev-parse", "HEAD")
+        if rev.returncode != 0:
+            return None
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"revision": rev.stdout.strip(), "dirty": bool(status.stdout.strip()), "root": root}
+
+
+class ReportBuilder:
+    def __init__(self, run: str, out: str, tune: str | None = None, bench: str | None = None, log=print):
+        self.run, self.out, self.log = run.rstrip("/") or run, out, log
+        self.tune_arg, self.bench_arg = tune, bench
+        self.images = storage.join(out, "images")
+        self.missing: list[tuple[str, str]] = []  # (section, what)
+        self.problems: list[str] = []
+        self.written: dict[str, str] = {}  # image name -> relative src
+        self.pipeline: dict[str, Any] = {}
+        self.config: dict[str, Any] = {}
+        self.cache: dict[str, Any] = {}
+
+    # ---- reading ---------------------------------------------------------------------------
+    def uri(self, *parts: str) -> str:
+        return storage.join(self.run, *parts)
+
+    def json(self, uri: str) -> Any:
+        """A JSON file, or None when it is missing or unreadable (a half-written file is retried)."""
+        if uri in self.cache:
+            return self.cache[uri]
+        err: Exception | None = None
+        value = None
+        for attempt in range(3):
+            try:
+                if not storage.exists(uri):
+                    break
+                value = storage.read_json(uri)
+                err = None
+                break
+            except EmojirayError as exc:  # mid-write, or not JSON
+                err = exc
+                if attempt < 2:
+                    time.sleep(0.4 * (attempt + 1))
+        if err is not None:
+            self.problem(f"skipped {uri}: {err}")
+        self.cache[uri] = value
+        return value
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+        self.log(f"report: {text}")
+
+    def miss(self, section: str, what: str) -> str:
+        self.missing.append((section, what))
+        return f'<p><span class="missing">{esc(what)}: not in this run</span></p>'
+
+    # ---- writing ---------------------------------------------------------------------------
+    def _name(self, name: str) -> str:
+        base, ext = os.path.splitext(name)
+        candidate, i = name, 1
+        while candidate in self.written:
+            i += 1
+            candidate = f"{base}_{i}{ext}"
+        return candidate
+
+    def _image_tag(self, src: str, data: bytes, alt: str, caption: str, sheet: bool,
+                   fit: tuple[int, int] = (560, 620)) -> str:
+        width = height = None
+        try:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+        except Exception:
+            pass
+        attrs = ""
+        cls = ""
+        if width and height:
+            if sheet:  # small emoji sheets: enlarged (at most 2x, within ``fit``) with sharp pixels
+                scale = max(1.0, min(2.0, fit[0] / width, fit[1] / height))
+                width, height = round(width * scale), round(height * scale)
+                cls = ' class="px"'
+            attrs = f' width="{width}" height="{height}"'
+        cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+        return f'<figure><img src="{esc(src)}" alt="{esc(alt)}"{attrs}{cls}>{cap}</figure>'
+
+    def image(self, uri: str, caption: str = "", name: str | None = None, sheet: bool = True,
+              fit: tuple[int, int] = (560, 620)) -> str | None:
+        """Copy an image of the run into images/ and return its <figure> (None when missing/unreadable)."""
+        data = None
+        for attempt in range(3):
+            try:
+                if not storage.exists(uri):
+                    return None
+                data = storage.read_bytes(uri)
+                if _image_ok(data):
+                    break
+            except EmojirayError as exc:
+                self.problem(f"skipped {uri}: {exc}")
+                return None
+            data = None
+            if attempt < 2:
+                time.sleep(0.4 * (attempt + 1))
+        if data is None:
+            self.problem(f"skipped {uri}: not a readable image (still being written?)")
+            return None
+        fname = self._name(name or _flat_name(self.run, uri))
+        storage.write_bytes(storage.join(self.images, fname), data)
+        self.written[fname] = f"images/{fname}"
+        return self._image_tag(f"images/{fname}", data, alt=storage.basename(uri), caption=caption, sheet=sheet,
+                               fit=fit)
+
+    def figure(self, name: str, png: bytes | None, caption: str = "") -> str | None:
+        """Write a generated plot into images/ and return its <figure>."""
+        if not png:
+            return None
+        fname = self._name(name)
+        storage.write_bytes(storage.join(self.images, fname), png)
+        self.written[fname] = f"images/{fname}"
+        return self._image_tag(f"images/{fname}", png, alt=name, caption=caption, sheet=False)
+
+    # ---- sections --------------------------------------------------------------------------
+    def section_run(self) -> str:
+        p, cfg = self.pipeline, self.config
+        ev = self.json(self.uri("eval_vqvae.json")) or {}
+        tr = self.json(self.uri("tokenizer", "train_vqvae.json")) or {}
+        devices = []
+        if p.get("device"):
+            devices.append(f"{p['device']} (pipeline.json)")
+        if ev.get("device"):
+            devices.append(f"{ev['device']} (tokenizer evaluation)")
+        if tr:
+            devices.append(f"{tr.get('workers', '?')} training worker(s), "
+                           f"{'GPU' if tr.get('use_gpu') else 'CPU'} (tokenizer training)")
+        for kind in self.prior_kinds():
+            es = self.json(self.uri(f"samples_{kind}", "eval_samples.json")) or {}
+            if es.get("sample_device"):
+                devices.append(f"{es['sample_device']} (sampling, {kind})")
+                break
+        git = git_revision()
+        run_rev = p.get("git_revision") or p.get("git") or p.get("revision")
+        if isinstance(run_rev, dict):
+            run_rev = run_rev.get("revision") or json.dumps(run_rev)
+        if git:
+            at_report = f"{git['revision']}{' with uncommitted changes' if git['dirty'] else ''}"
+        rows = [
+            ("run", self.run),
+            ("started / finished", f"{p.get('started', '—')} / {p.get('finished', '—')}" if p else
+             ev.get("date", "—")),
+            ("device", "; ".join(devices) if devices else "—"),
+            ("image size", f"{cfg.get('data', {}).get('size', '—')} px"),
+            ("data source", cfg.get("data", {}).get("source", "—")),
+            ("git revision of the run", run_rev or "not recorded in pipeline.json"),
+            ("git revision at report time",
+             f"{at_report} (the emojiray checkout that built this page, {git['root']})" if git
+             else "not inside a git checkout"),
+            ("emojiray version", f"{p.get('emojiray_version', '—')} (run); {__version__} (report)"),
+            ("report built", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")),
+        ]
+        if self.tune:
+            rows.append(("tune sweep", self.tune))
+        if self.bench:
+            rows.append(("benchmarks", self.bench))
+        return kv_table(rows, ("", "")) if rows else ""
+
+    def comparable(self) -> tuple[bool, str]:
+        ev = self.json(self.uri("eval_vqvae.json")) or {}
+        device = str(self.pipeline.get("device") or ev.get("device") or "")
+        size = self.config.get("data", {}).get("size")
+        ok = B.REFERENCE_DEVICE.split()[-1] in device and size == B.REFERENCE_IMAGE_SIZE
+        text = (f"This run: device {device or 'unknown'}, {size or '?'} px. The reference numbers come from one "
+                f"{B.REFERENCE_DEVICE} at {B.REFERENCE_IMAGE_SIZE} px"
+                + (": comparable." if ok else ": not comparable (other device or image size); they are shown for "
+                   "orientation only."))
+        return ok, text
+
+    def section_summary(self) -> str:
+        parts = []
+        _, text = self.comparable()
+        parts.append(f'<p class="note">{esc(text)}</p>')
+        ev = self.json(self.uri("eval_vqvae.json"))
+        tr = self.json(self.uri("tokenizer", "train_vqvae.json"))
+        R, T = B.REFERENCE_VQVAE, B.TARGETS
+        rows = []
+        if tr:
+            ips = (tr.get("metrics") or {}).get("images_per_s")
+            rows.append(("training throughput (images/s)", ips,
+                         f"{R['images_per_s_file_loader']:,} end to end; {R['images_per_s_data_on_gpu']:,} data on GPU",
+                         f"≥ {T['images_per_s']:,}", verdict(None if ips is None else ips >= T["images_per_s"])))
+        if ev:
+            rows.append(("held-out PSNR (dB)", ev.get("psnr"), f"{R['psnr']}", f"≥ {T['psnr']:g}",
+                         verdict(None if ev.get("psnr") is None else ev["psnr"] >= T["psnr"])))
+            rows.append(("held-out SSIM", ev.get("ssim"), f"{R['ssim']}", f"≥ {T['ssim']:g}",
+                         verdict(None if ev.get("ssim") is None else ev["ssim"] >= T["ssim"])))
+            rfid = ev.get("rfid")
+            rows.append((f"rFID ({fmt(ev.get('rfid_images'))} images)", rfid,
+                         f"{R['rfid']} (real-vs-real floor {R['real_vs_real_fid']})", f"≤ {T['rfid']:g}",
+                         verdict(None if rfid is None else rfid <= T["rfid"])))
+            for level, lv in (ev.get("levels") or {}).items():
+                used, k = lv.get("codes_used"), lv.get("codebook_size")
+                ref_used, ref_k = R["codes_used"].get(level), R["codebook_size"].get(level)
+                share = used / k if used is not None and k else None
+                rows.append((f"codes used, {level}",
+                             f"{fmt(used)} / {fmt(k)} ({share:.1%})" if share is not None else fmt(used),
+                             f"{ref_used} / {ref_k} ({ref_used / ref_k:.1%})" if ref_used is not None else "—",
+                             f"≥ {T['codes_used_share']:.0%}",
+                             verdict(None if share is None else share >= T["codes_used_share"])))
+        if rows:
+            parts.append("<h3>Tokenizer</h3>")
+            parts.append(table(("metric", "this run", f"reference ({R['source']})", "target", "meets target"), rows))
+        else:
+            parts.append(self.miss("summary", "tokenizer metrics (eval_vqvae.json, tokenizer/train_vqvae.json)"))
+        G, S = B.REFERENCE_GENERATION, B.REFERENCE_SAMPLER
+        grows = []
+        for kind in self.prior_kinds():
+            es = self.json(self.uri(f"samples_{kind}", "eval_samples.json"))
+            if not es:
+                continue
+            sps, fid = es.get("samples_per_s"), es.get("fid")
+            target_sps = T["samples_per_s"].get(kind)
+            ok_sps = None if target_sps is None or sps is None else sps >= target_sps
+            ok_fid = None if fid is None else fid <= T["fid"]
+            ok = None if ok_fid is None and ok_sps is None else bool((ok_fid is not False) and (ok_sps is not False))
+            real = es.get("real_images") or {}
+            grows.append((kind, es.get("count"), sps, f"≥ {target_sps:,}" if target_sps else "—",
+                          fid, real.get("heldout"), es.get("fid_train"), real.get("train"), es.get("kid"),
+                          es.get("precision"), es.get("recall"), es.get("memorized_share"), verdict(ok)))
+        if grows:
+            grows.append((Raw(f"<i>reference {esc(G['prior'])}</i>"), G["samples"],
+                          f"{S['samples_per_s'][64]} (batch 64); {S['samples_per_s'][8]} (batch 8)", "—",
+                          G["fid"], G["fid_heldout_images"], G["fid_train"], G["fid_train_images"],
+                          None, None, None, None, Raw("—")))
+            parts.append("<h3>Generation</h3>")
+            parts.append(table(("prior", "samples", "samples/s", "target samples/s", "FID vs held-out", "held-out images",
+                                "FID vs train", "train images", "KID", "precision", "recall", "memorized",
+                                f"meets targets (FID ≤ {T['fid']:g})"), grows))
+            parts.append('<p class="note">FID is biased upwards for small sample and reference sets: compare '
+                         'numbers measured with the same set sizes. Reference: ' + esc(G["source"]) + "; "
+                         + esc(S["source"]) + ".</p>")
+        else:
+            parts.append(self.miss("summary", "sample metrics (samples_<kind>/eval_samples.json)"))
+        return "\n".join(parts)
+
+    def section_data(self) -> str:
+        s = self.json(self.uri("data_summary.json"))
+        parts = []
+        if s:
+            c = s.get("counts") or {}
+            rows = [("image", s.get("image")), ("input files", c.get("inputs")), ("images kept", c.get("total")),
+                    ("exact duplicates removed", c.get("duplicates_removed")), ("skipped inputs", c.get("skipped")),
+                    ("distinct emoji", c.get("emoji_ids")), ("shards", s.get("shards")), ("bytes", s.get("bytes"))]
+            rows += [(f"split: {k}", v) for k, v in (c.get("split") or {}).items()]
+            rows += [(f"converted: {k}", v) for k, v in (s.get("converted") or {}).items()]
+            tables = [kv_table([r for r in rows if r[1] is not None], ("", "count"))]
+            for key, title in (("vendor", "vendor"), ("category", "category"), ("emotion", "emotion (face emoji)")):
+                if c.get(key):
+                    tables.append(table((title, "images"), sorted(c[key].items(), key=lambda kv: -kv[1])))
+            parts.append('<div class="row">' + "".join(tables) + "</div>")
+            src = s.get("sources") or []
+            if src:
+                parts.append(table(("source", "package", "version", "license", "sha1"),
+                                   [(x.get("vendor") or x.get("kind"), x.get("package") or x.get("uri"),
+                                     x.get("version"), x.get("license"), x.get("sha1")) for x in src]))
+        else:
+            parts.append(self.miss("data", "data statistics (data_summary.json)"))
+        figs = []
+        names = sorted(storage.basename(u) for u in storage.list_files(self.run, recursive=False)
+                       if storage.basename(u).startswith("data_contact_") and u.endswith(".png"))
+        for name in names:
+            what = name[len("data_contact_"):-len(".png")]
+            f = self.image(self.uri(name), f"contact sheet by {what}", fit=(1100, 900))
+            if f:
+                figs.append(f)
+        parts.append("".join(figs) if figs else self.miss("data", "contact sheets (data_contact_*.png)"))
+        return "\n".join(parts)
+
+    def _history_series(self, history: Sequence[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+        out: dict[str, list[tuple[float, float]]] = {}
+        for i, h in enumerate(history or []):
+            x = h.get("step", h.get("epoch", i + 1))
+            for k, v in h.items():
+                if _is_num(v) and k not in ("step", "epoch"):
+                    out.setdefault(k, []).append((float(x), float(v)))
+        return out
+
+    def _ray_history(self, folder: str) -> list[dict[str, Any]]:
+        """Per-report metrics from Ray Train's result.json files (JSON lines), if any."""
+        rows = []
+        for uri in storage.list_files(folder):
+            if storage.basename(uri) != "result.json":
+                continue
+            try:
+                text = storage.read_text(uri)
+            except EmojirayError:
+                continue
+            for line in text.splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict) and "epoch" in rec:
+                    rows.append(rec)
+        return sorted(rows, key=lambda r: (r.get("step", 0), r.get("epoch", 0)))
+
+    def _curves(self, folder: str, summary: dict[str, Any] | None, panels, name: str, title: str) -> str:
+        """Training curves from TensorBoard events, else the per-epoch history of the run's JSON or of
+        Ray Train's result files; a note says which."""
+        series = read_scalars(storage.join(folder, "tensorboard"))
+        history = (summary or {}).get("history") or []
+        what = "the per-epoch history in the run's summary JSON"
+        if not history:
+            history, what = self._ray_history(storage.join(folder, "ray")), "Ray Train's result files (ray/)"
+        # epoch-level values fill in what the events lack (no events, or a metric never logged)
+        for k, v in self._history_series(history).items():
+            series.setdefault(k, v)
+        used: set[str] = set()
+        png = plots.curves(panels, series, xlabel="step", used=used)
+        sources = (["TensorBoard events (tensorboard/)"] if any("/" in k for k in used) else []) + \
+                  ([what] if any("/" not in k for k in used) else [])
+        fig = self.figure(name, png, f"{title}; from {' and '.join(sources)}")
+        return fig or self.miss(title, f"{title} (tensorboard/ events or a history in the summary JSON)")
+
+    def section_tokenizer(self) -> str:
+        parts = []
+        tr = self.json(self.uri("tokenizer", "train_vqvae.json"))
+        parts.append("<h3>Training</h3>")
+        if tr:
+            m = tr.get("metrics") or {}
+            rows = [("workers", tr.get("workers")), ("GPU", tr.get("use_gpu")), ("wall seconds", tr.get("wall_seconds")),
+                    ("epochs", tr.get("epoch")), ("steps", tr.get("step"))]
+            rows += [(f"final {k}", v) for k, v in m.items() if k not in ("epoch", "step")]
+            model = (self.config.get("model") or {})
+            if model:
+                rows += [("model", (f"{model.get('arch')}, {model.get('channels')} channels, codebook "
+                                    f"{fmt(model.get('codebook_size'))}, code dim {fmt(model.get('code_dim'))}, "
+                                    f"β {model.get('beta')}"))]
+            parts.append(kv_table([r for r in rows if r[1] is not None]))
+        else:
+            parts.append(self.miss("tokenizer", "tokenizer training summary (tokenizer/train_vqvae.json)"))
+        parts.append(self._curves(self.uri("tokenizer"), tr, TOKENIZER_PANELS, "tokenizer_curves.png",
+                                  "tokenizer training curves"))
+        parts.append("<h3>Reconstructions</h3>")
+        ev = self.json(self.uri("eval_vqvae.json"))
+        if ev:
+            rows = [("split", ev.get("split")), ("images", ev.get("images")), ("MSE", ev.get("mse")),
+                    ("PSNR (dB)", ev.get("psnr")), ("SSIM", ev.get("ssim")), ("rFID", ev.get("rfid")),
+                    ("rFID images", ev.get("rfid_images")), ("bits per image (fixed rate)", ev.get("bits_per_image")),
+                    ("bits per image (entropy-coded)", ev.get("entropy_coded_bits_per_image")),
+                    ("device", ev.get("device")), ("date", ev.get("date"))]
+            parts.append(kv_table([r for r in rows if r[1] is not None]))
+        else:
+            parts.append(self.miss("tokenizer", "tokenizer evaluation (eval_vqvae.json)"))
+        f = self.image(self.uri("recon_grid.png"), "held-out originals (top) above their reconstructions (bottom)",
+                       fit=(1100, 700))
+        parts.append(f or self.miss("tokenizer", "reconstruction grid (recon_grid.png)"))
+        parts.append("<h3>Codebook usage</h3>")
+        levels = (ev or {}).get("levels") or {}
+        if levels:
+            rows = []
+            for name, lv in levels.items():
+                k, used = lv.get("codebook_size"), lv.get("codes_used")
+                rows.append((name, k, fmt(lv.get("grid")).replace(", ", "×"), used,
+                             f"{used / k:.1%}" if used is not None and k else "—", lv.get("perplexity"),
+                             lv.get("entropy_bits"), lv.get("kl_uniform_nats"),
+                             (f"{B.REFERENCE_VQVAE['codes_used'].get(name, '—')} / "
+                              f"{B.REFERENCE_VQVAE['codebook_size'].get(name, '—')}")))
+            parts.append(table(("level", "K", "grid", "codes used", "share", "perplexity", "entropy (bits)",
+                                "KL from uniform (nats)", "reference used"), rows))
+            f = self.figure("codebook_usage.png", plots.codebook_usage(levels, B.REFERENCE_VQVAE),
+                            f"codes used and perplexity as a share of each codebook; dashed: target "
+                            f"{B.TARGETS['codes_used_share']:.0%}; dotted: the reference's usage")
+            if f:
+                parts.append(f)
+        else:
+            parts.append(self.miss("tokenizer", "codebook usage (levels in eval_vqvae.json)"))
+        return "\n".join(parts)
+
+    def prior_kinds(self) -> list[str]:
+        if "prior_kinds" in self.cache:
+            return self.cache["prior_kinds"]
+        kinds = list((self.config.get("pipeline") or {}).get("priors") or [])
+        for uri in storage.list_files(self.run, recursive=False):
+            name = storage.basename(uri)
+            if name.startswith("samples_") and name.endswith(".png"):
+                kind = name[len("samples_"):-len(".png")]
+                if kind not in kinds:
+                    kinds.append(kind)
+        for kind in DEFAULT_PRIORS:
+            if kind not in kinds and (storage.exists(self.uri(f"prior_{kind}")) or storage.exists(self.uri(f"samples_{kind}"))):
+                kinds.append(kind)
+        self.cache["prior_kinds"] = kinds
+        return kinds
+
+    def section_priors(self) -> str:
+        kinds = self.prior_kinds()
+        if not kinds:
+            return self.miss("priors", "priors (prior_<kind>/, samples_<kind>/)")
+        parts = []
+        for kind in kinds:
+            parts.append(f'<h3 id="prior-{esc(kind)}">{esc(kind)}</h3>')
+            tp = self.json(self.uri(f"prior_{kind}", "train_prior.json"))
+            es = self.json(self.uri(f"samples_{kind}", "eval_samples.json"))
+            tables = []
+            if tp:
+                rows = [("condition", tp.get("condition")), ("best epoch", tp.get("best_epoch"))]
+                rows += [(f"final {k}", v) for k, v in (tp.get("metrics") or {}).items()]
+                tables.append(kv_table([r for r in rows if r[1] is not None], ("training", "")))
+            else:
+                parts.append(self.miss(f"prior {kind}", f"{kind} training summary (prior_{kind}/train_prior.json)"))
+            if es:
+                div = es.get("diversity") or {}
+                rows = [("samples", es.get("count")), ("image size", es.get("image_size")),
+                        ("condition", fmt({k: v for k, v in (es.get("condition") or {}).items() if v is not None})),
+                        ("sampling parameters", es.get("params")), ("samples/s", es.get("samples_per_s")),
+                        ("sampling device", es.get("sample_device")), ("real images", es.get("real_images")),
+                        ("FID vs held-out", es.get("fid")), ("FID vs train", es.get("fid_train")),
+                        ("real-vs-real FID (floor)", es.get("real_vs_real_fid")),
+                        ("KID", es.get("kid")), ("precision", es.get("precision")), ("recall", es.get("recall")),
+                        ("memorized share", es.get("memorized_share")),
+                        ("distinct code sequences (share)", div.get("distinct_share")),
+                        ("mean pairwise feature distance (held-out)",
+                         f"{fmt(div.get('mean_pairwise_feature_distance'))} "
+                         f"({fmt(div.get('heldout_mean_pairwise_feature_distance'))})" if div else None),
+                        ("features", es.get("features")), ("date", es.get("date"))]
+                tables.append(kv_table([r for r in rows if r[1] is not None], ("samples", "")))
+                pc = (es.get("per_condition") or {}).get("values") or {}
+                if pc:
+                    tables.append(table((f"{es['per_condition'].get('name', 'condition')}", "samples", "real train",
+                                         "FID vs train", "real held-out", "FID vs held-out"),
+                                        [(k, v.get("samples"), v.get("real_train"), v.get("fid_train"),
+                                          v.get("real_heldout"), v.get("fid_heldout")) for k, v in pc.items()]))
+            else:
+                parts.append(self.miss(f"prior {kind}", f"{kind} sample metrics (samples_{kind}/eval_samples.json)"))
+            if tables:
+                parts.append('<div class="row">' + "".join(tables) + "</div>")
+            parts.append(self._curves(self.uri(f"prior_{kind}"), tp, PRIOR_PANELS, f"prior_{kind}_curves.png",
+                                      f"{kind} training curves"))
+            figs = []
+            f = self.image(self.uri(f"samples_{kind}.png"), f"{kind}: the pipeline's sample sheet")
+            if f:
+                figs.append(f)
+            for sheet, caption in (("samples_grid.png", "samples"),
+                                   ("samples_nearest.png", "samples next to their nearest training images"),
+                                   ("samples_conditions.png", "samples per condition value")):
+                f = self.image(self.uri(f"samples_{kind}", sheet), f"{kind}: {caption}")
+                if f:
+                    figs.append(f)
+            parts.append('<div class="row">' + "".join(figs) + "</div>" if figs else
+                         self.miss(f"prior {kind}", f"{kind} sample sheets"))
+        return "\n".join(parts)
+
+    def section_rate_distortion(self) -> str:
+        parts = []
+        ev = self.json(self.uri("eval_vqvae.json")) or {}
+        run_point = {"bits": ev.get("bits_per_image"), "entropy_bits": ev.get("entropy_coded_bits_per_image"),
+                     "psnr": ev.get("psnr")}
+        trials: list[dict[str, Any]] = []
+        summary = None
+        if self.tune:
+            summary = self.json(storage.join(self.tune, "sweep_summary.json"))
+            csv_uri = storage.join(self.tune, "trials.csv")
+            if storage.exists(csv_uri):
+                try:
+                    trials = list(csv.DictReader(io.StringIO(storage.read_text(csv_uri))))
+                except (EmojirayError, csv.Error) as exc:
+                    self.problem(f"skipped {csv_uri}: {exc}")
+        f = self.figure("rate_distortion.png", plots.rate_distortion(trials, run_point),
+                        "PSNR against the entropy-coded rate: the sweep's trials (validation PSNR) and this "
+                        "run's tokenizer (held-out PSNR)")
+        parts.append(f or self.miss("rate–distortion", "rate–distortion points"))
+        if not self.tune:
+            parts.append(self.miss("rate–distortion", "a tune sweep (--tune URI or RUN/tune)"))
+            return "\n".join(parts)
+        if summary:
+            rows = []
+            for b in summary.get("best_per_budget") or []:
+                m = b.get("metrics") or {}
+                rows.append((b.get("budget_bits"), b.get("trial_id"), fmt(b.get("params")), m.get("bits_per_image"),
+                             m.get("entropy_bits_per_image"), m.get("val_psnr"), m.get("val_ssim"),
+                             m.get("heldout_psnr"), m.get("rfid"), storage.basename(b.get("preset") or "") or None))
+            if rows:
+                parts.append("<h3>Best configuration per rate budget</h3>")
+                parts.append(table(("budget (bits)", "trial", "parameters", "bits/image", "entropy bits/image",
+                                    "val PSNR", "val SSIM", "held-out PSNR", "rFID", "preset"), rows))
+            counts = summary.get("counts") or {}
+            if counts:
+                parts.append(kv_table(counts.items(), ("trial status", "trials")))
+            for name, reason in (summary.get("skipped_plots") or {}).items():
+                parts.append(f'<p class="note">{esc(name)} plot skipped by the sweep: {esc(reason)}</p>')
+        else:
+            parts.append(self.miss("rate–distortion", "sweep summary (sweep_summary.json)"))
+        if trials:
+            cols = [c for c in ("trial_id", "status", "model.codebook_size", "model.beta", "model.code_dim",
+                                "epochs", "bits_per_image", "entropy_bits_per_image", "val_psnr", "val_ssim",
+                                "heldout_psnr", "rfid", "on_front") if c in trials[0]]
+
+            def cell(v: str) -> Any:
+                try:
+                    return float(v) if v not in ("", None) else None
+                except ValueError:
+                    return v
+
+            parts.append("<h3>Trials</h3>")
+            parts.append(table(cols, [[cell(t.get(c)) for c in cols] for t in trials[:60]]))
+            if len(trials) > 60:
+                parts.append(f'<p class="note">{len(trials) - 60} more trials in trials.csv</p>')
+        figs = []
+        for name, caption in (("pareto.png", "the sweep's Pareto front"),
+                              ("importance.png", "hyperparameter importance for PSNR (Optuna)"),
+                              ("parallel_coordinates.png", "parallel coordinates (Optuna)")):
+            f = self.image(storage.join(self.tune, name), caption, name=f"tune_{name}", sheet=False)
+            if f:
+                figs.append(f)
+            else:
+                self.missing.append(("rate–distortion", f"tune plot {name}"))
+        parts.append("".join(figs))
+        return "\n".join(parts)
+
+    def section_extensions(self) -> str:
+        ext = self.uri("extensions")
+        files = [storage.basename(u) for u in storage.list_files(ext, recursive=False)]
+        if not files:
+            return self.miss("extensions", "extensions (RUN/extensions/)")
+        parts = []
+        names = [n for n in EXTENSIONS]
+        names += sorted({f[:-5] for f in files if f.endswith(".json") and f[:-5] not in names and
+                         f != "fingerprint.json"})
+        for name in names:
+            record = self.json(storage.join(ext, f"{name}.json")) if f"{name}.json" in files else None
+            images = sorted(f for f in files if f.startswith(name) and f.lower().endswith((".png", ".gif")))
+            if record is None and not images:
+                parts.append(f"<h3>{esc(name)}</h3>" + self.miss("extensions", f"extension {name}"))
+                continue
+            parts.append(f'<h3 id="ext-{esc(name)}">{esc(name)}</h3>')
+            if isinstance(record, dict):
+                if record.get("note"):
+                    parts.append(f'<p class="note">{esc(record["note"])}</p>')
+                settings = [(k, v) for k, v in record.items() if k not in ("note", "extension")
+                            and (not isinstance(v, (dict, list)) or
+                                 (isinstance(v, list) and len(v) <= 8 and
+                                  all(not isinstance(x, (dict, list)) for x in v)))]
+                methods = record.get("methods")
+                if isinstance(methods, dict) and methods:
+                    cols: list[str] = []
+                    for m in methods.values():
+                        for k, v in (m or {}).items():
+                            if not isinstance(v, (dict, list)) and k not in cols:
+                                cols.append(k)
+                    parts.append(table(["method", *cols], [[mname, *[(m or {}).get(c) for c in cols]]
+                                                          for mname, m in methods.items()]))
+                headline, rest = [], []
+                for k, v in record.items():
+                    if k == "methods" and isinstance(v, dict):
+                        for mname, m in v.items():
+                            for sub, sv in (m or {}).items():
+                                if isinstance(sv, dict):
+                                    rest.extend(flatten(sv, f"methods / {mname} / {sub}"))
+                    elif isinstance(v, dict) and k not in ("per_pair",):
+                        leaves = flatten(v, k)
+                        small = len(leaves) <= 12
+                        (headline if k == "summary" or k.startswith("vs_") or "_vs_" in k or small
+                         else rest).extend(leaves)
+                tables = [kv_table(settings, ("setting", "value"))]
+                if headline:
+                    tables.append(kv_table(headline, ("measure", "value")))
+                parts.append('<div class="row">' + "".join(t for t in tables if t) + "</div>")
+                if rest:
+                    limit = 300
+                    more = (f'<p class="note">{len(rest) - limit} more values in extensions/{esc(name)}.json</p>'
+                            if len(rest) > limit else "")
+                    parts.append(f"<details><summary>more values from {esc(name)}.json ({len(rest)})</summary>"
+                                 f"{kv_table(rest[:limit], ('measure', 'value'))}{more}</details>")
+            elif f"{name}.json" in files:
+                parts.append(self.miss("extensions", f"{name} metrics ({name}.json unreadable)"))
+            else:
+                parts.append(self.miss("extensions", f"{name} metrics ({name}.json)"))
+            figs = [self.image(storage.join(ext, img), img, name=f"ext_{img}") for img in images]
+            parts.append("".join(f for f in figs if f))
+        return "\n".join(parts)
+
+    def section_bench(self) -> str:
+        if not self.bench:
+            return self.miss("benchmarks", "benchmarks (--bench URI or RUN/bench)")
+        files = [u for u in storage.list_files(self.bench, recursive=False) if u.endswith(".json")]
+        if not files:
+            return self.miss("benchmarks", f"benchmark JSONs in {self.bench}")
+        parts = []
+        for uri in files:
+            rec = self.json(uri)
+            if not isinstance(rec, dict):
+                continue
+            parts.append(f"<h3>{esc(rec.get('benchmark') or storage.basename(uri))}</h3>")
+            if rec.get("command"):
+                parts.append(f"<p><code>{esc(rec['command'])}</code></p>")
+            rows = [(k, v) for k, v in rec.items() if k not in ("command", "benchmark")
+                    and not isinstance(v, (dict, list))]
+            for key in ("ratios", "targets"):  # the reference itself is in the summary
+                if isinstance(rec.get(key), dict):
+                    rows += flatten(rec[key], key, depth=2)
+            tables = [kv_table(rows[:40])]
+            runs = rec.get("results") or rec.get("priors") or rec.get("runs")
+            if isinstance(runs, list) and runs and isinstance(runs[0], dict):
+                cols = [k for k in runs[0] if not isinstance(runs[0][k], (dict, list)) and k not in
+                        ("command", "device", "date")][:10]
+                tables.append(table(cols, [[r.get(c) for c in cols] for r in runs[:30]]))
+            parts.append('<div class="row">' + "".join(tables) + "</div>")
+        return "\n".join(parts) or self.miss("benchmarks", "readable benchmark JSONs")
+
+    def section_stages(self) -> str:
+        stages = self.pipeline.get("stages") or {}
+        if not stages:
+            return self.miss("stages", "pipeline stages (pipeline.json)")
+        rows = []
+        for name, st in stages.items():
+            state = "skipped (up to date)" if st.get("skipped") else ("retrained" if st.get("retrained") else "ran")
+            keep = {k: v for k, v in st.items() if k not in ("seconds", "skipped", "retrained", "uri", "model",
+                                                              "prior", "metrics", "images_per_s")
+                    and not isinstance(v, (dict, list))}
+            sec = st.get("seconds")
+            rows.append((name, Raw(f"{sec:,.1f}") if _is_num(sec) else "—", state, fmt(keep) if keep else "—"))
+        cfg = json.dumps(self.config, indent=1) if self.config else ""
+        out = table(("stage", "seconds", "state", "outputs"), rows)
+        if cfg:
+            out += f"<details><summary>configuration of the run</summary><pre>{esc(cfg)}</pre></details>"
+        return out
+
+    # ---- assembly --------------------------------------------------------------------------
+    def build(self) -> str:
+        if not storage.exists(self.run):
+            raise EmojirayError(f"run folder {self.run} not found: pass the --out folder of `emojiray pipeline`")
+        if not any(storage.exists(self.uri(*m.split("/"))) for m in RUN_MARKERS):
+            raise EmojirayError(f"{self.run} holds no pipeline output (no pipeline.json): pass the --out folder "
+                                f"of `emojiray pipeline`")
+        if storage.exists(self.uri("pipeline.json")):
+            self.pipeline = self.json(self.uri("pipeline.json")) or {}
+        else:
+            self.missing.append(("run", "pipeline.json (the pipeline has not finished?)"))
+        self.config = self.pipeline.get("config") or {}
+        self.tune = self.tune_arg or (self.uri("tune") if storage.exists(self.uri("tune", "sweep_summary.json")) else None)
+        if self.tune_arg and not storage.exists(self.tune_arg):
+            raise EmojirayError(f"tune folder {self.tune_arg} not found: pass the --out folder of `emojiray tune`")
+        self.bench = self.bench_arg or (self.uri("bench") if storage.exists(self.uri("bench")) else None)
+        if self.bench_arg and not storage.exists(self.bench_arg):
+            raise EmojirayError(f"benchmark folder {self.bench_arg} not found")
+
+        sections = [("run", "Run", self.section_run), ("summary", "Summary against the baselines", self.section_summary),
+                    ("data", "Data", self.section_data), ("tokenizer", "Tokenizer", self.section_tokenizer),
+                    ("priors", "Priors and samples", self.section_priors),
+                    ("rate-distortion", "Rate–distortion", self.section_rate_distortion),
+                    ("extensions", "Extensions", self.section_extensions),
+                    ("bench", "Benchmarks", self.section_bench), ("stages", "Pipeline stages", self.section_stages)]
+        bodies = []
+        for anchor, title, fn in sections:
+            try:
+                body = fn()
+            except Exception as exc:  # one broken section never takes the page down
+                self.problem(f"section {title} failed: {type(exc).__name__}: {exc}")
+                body = f'<p class="problem">This section could not be built: {esc(type(exc).__name__)}: {esc(exc)}</p>'
+            bodies.append(f'<section id="{anchor}"><h2>{esc(title)}</h2>\n{body}\n</section>')
+            self.log(f"report: {title}")
+        status = []
+        if self.missing:
+            items = "".join(f"<li>{esc(s)}: {esc(w)}</li>" for s, w in self.missing)
+            opened = " open" if len(self.missing) <= 12 else ""
+            status.append(f'<details{opened}><summary>Not in this run ({len(self.missing)})</summary>'
+                          f'<ul>{items}</ul></details>')
+        if self.problems:
+            items = "".join(f"<li>{esc(p)}</li>" for p in self.problems)
+            status.append(f'<div class="problem"><b>Problems while reading the run</b><ul>{items}</ul></div>')
+        nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t, _ in sections)
+        name = storage.basename(self.run)
+        page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+                f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+                f"<title>emojiray report: {esc(name)}</title><style>{CSS}</style></head>\n<body>"
+                f"<header><h1>emojiray report: {esc(name)}</h1><nav>{nav}</nav></header><main>\n"
+                + "\n".join(status) + "\n" + "\n".join(bodies) + "\n</main></body></html>\n")
+        index = storage.join(self.out, "index.html")
+        storage.write_text(index, page)
+        self.log(f"report: {len(self.written)} images, {len(self.missing)} parts not in this run -> {index}")
+        return index
+
+
+def _image_ok(data: bytes) -> bool:
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+        return True
+    except Exception:
+        return False
+
+
+def _flat_name(run: str, uri: str) -> str:
+    """A file name for a run file inside images/: its path under the run with '/' as '__'."""
+    base = str(run).rstrip("/") + "/"
+    rel = uri[len(base):] if str(uri).startswith(base) else storage.basename(uri)
+    return rel.replace("/", "__").replace(os.sep, "__")
+
+
+def build_report(run_uri: str, out_uri: str | None = None, tune_uri: str | None = None, log: Callable = print,
+                 bench_uri: str | None = None) -> str:
+    """Write the report of the pipeline run at ``run_uri`` to ``out_uri`` (default ``RUN/report``):
+    ``index.html`` and ``images/``. ``tune_uri``: an `emojiray tune` output (default ``RUN/tune`` when
+    it exists); ``bench_uri``: a folder of benchmark JSONs (default ``RUN/bench`` when it exists).
+    Returns the URI of index.html."""
+    out_uri = out_uri or storage.join(run_uri, "report")
+    return ReportBuilder(run_uri, out_uri, tune=tune_uri, bench=bench_uri, log=log).build()

@@ -1,0 +1,221 @@
+"""The way the system is used on a cluster, on one machine: a real Ray head started with `ray start`
+(token authentication on, dashboard on loopback), the pipeline submitted with `ray job submit`,
+every artifact on S3 (a moto server on loopback), a training run killed mid-way and resumed from
+its S3 checkpoints by the resubmitted job, then everything read back.
+
+The pipeline is the smoke preset shrunk further (fake emoji packages, one prior, a few samples,
+one extension) so that both jobs take about two minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import fake_package, write_tarball
+from s3server import free_port
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+EPOCHS = 6
+TINY = [  # the smoke preset, smaller: each `--set` is one the CLI documents
+    "--preset", "smoke",
+    "--set", "data.npm_version=0.0.0-test",
+    "--set", "model.channels=32", "--set", "model.res_channels=16", "--set", "model.codebook_size=[32,16]",
+    "--set", "model.code_dim=[8,8]",
+    "--set", f"train.epochs={EPOCHS}", "--set", "train.batch_size=8", "--set", "train.warmup_steps=5",
+    "--set", "eval.fid_images=8", "--set", "eval.real_images=8", "--set", "eval.min_condition_images=2",
+    "--set", "pipeline.priors=[maskgit]", "--set", "prior.epochs=1", "--set", "prior.sheet_samples=4",
+    "--set", "sample.n=8", "--set", "sample.batch_size=8", "--set", "sample.shard_size=4",
+    "--set", "extensions.run=[inpaint]", "--set", "extensions.demo=[grinning face]",
+    "--set", "extensions.eval_images=4", "--set", "extensions.examples=2", "--set", "inpaint.completions=2",
+]
+
+
+def _ray(*args: str, env: dict, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(BIN / "ray"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ray {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _http_status(url: str, token: str | None) -> int:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):  # not listening (yet)
+        return 0
+
+
+@pytest.fixture(scope="module")
+def fake_npm(tmp_path_factory) -> Path:
+    cache = tmp_path_factory.mktemp("npmcache")
+    (cache / "npm").mkdir()
+    for vendor in ("google", "twitter"):
+        entries, images = fake_package(vendor)
+        tgz = cache / "npm" / f"emoji-datasource-{vendor}-0.0.0-test.tgz"
+        (cache / "npm" / (tgz.name + ".sha1")).write_text(write_tarball(tgz, vendor, entries, images))
+    return cache
+
+
+@pytest.fixture(scope="module")
+def head(s3, fake_npm):
+    """A Ray head on loopback with token authentication; yields (dashboard address, env with the token)."""
+    token = secrets.token_hex(16)
+    secret_key = "emojiray-test-secret-" + secrets.token_hex(8)  # moto accepts any key; this one is findable
+    env = {**os.environ,
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # the job's `python` is this venv's
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0",
+           "AWS_SECRET_ACCESS_KEY": secret_key, "EMOJIRAY_CACHE": str(fake_npm)}
+    env.pop("RAY_ADDRESS", None)
+    temp_dir = tempfile.mkdtemp(prefix="er-head-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    gcs, dash = free_port(), free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--num-gpus=0",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.monotonic() + 120
+        while _http_status(f"{address}/api/jobs/", token) != 200:
+            if proc.poll() is not None:
+                raise AssertionError(f"ray start --head exited:\n{proc.stdout.read()}")
+            if time.monotonic() > deadline:
+                raise AssertionError("the Ray dashboard did not come up in 120 s")
+            time.sleep(1)
+        yield address, env, secret_key
+    finally:
+        proc.send_signal(signal.SIGTERM)  # `ray start --block` stops the processes it started
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _submit(address: str, env: dict, job_id: str, out: str) -> None:
+    runtime_env = {"excludes": ["results/", "tests/", ".cache/", "*.png"]}
+    _ray("job", "submit", "--address", address, "--submission-id", job_id, "--no-wait", "--working-dir", str(ROOT),
+         "--runtime-env-json", json.dumps(runtime_env), "--",
+         "python", "jobs/pipeline.py", *TINY, "--out", out, env=env)
+
+
+def _status(address: str, env: dict, job_id: str) -> str:
+    """The job's state from the Jobs REST API (the token as a bearer header, like the CLI sends it)."""
+    req = urllib.request.Request(f"{address}/api/jobs/{job_id}",
+                                 headers={"Authorization": f"Bearer {env['RAY_AUTH_TOKEN']}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())["status"]
+
+
+def _wait(address: str, env: dict, job_id: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while (state := _status(address, env, job_id)) in ("RUNNING", "PENDING"):
+        if time.monotonic() > deadline:
+            _ray("job", "stop", "--address", address, job_id, env=env, check=False)
+            raise AssertionError(f"job {job_id} still {state} after {timeout:.0f} s:\n{_logs(address, env, job_id)}")
+        time.sleep(2)
+    return state
+
+
+def _logs(address: str, env: dict, job_id: str) -> str:
+    return _ray("job", "logs", "--address", address, job_id, env=env, check=False).stdout
+
+
+def _checkpoints(run: str) -> list[int]:
+    """Epochs of the Ray Train checkpoints fully written under ``run``/tokenizer/ray (meta.json last)."""
+    from emojiray import storage
+
+    epochs = []
+    for uri in storage.list_files(storage.join(run, "tokenizer", "ray")):
+        if uri.endswith("/meta.json") and "/checkpoint_" in uri:
+            try:
+                epochs.append(int(storage.read_json(uri)["epoch"]))
+            except Exception:  # mid-upload
+                continue
+    return sorted(epochs)
+
+
+def test_token_auth_is_enforced(head):
+    address, env, _ = head
+    assert _http_status(f"{address}/api/jobs/", None) in (401, 403)
+    assert _http_status(f"{address}/api/jobs/", "not-the-token") in (401, 403)
+    wrong = {**env, "RAY_AUTH_TOKEN": "not-the-token"}
+    assert _ray("job", "list", "--address", address, env=wrong, check=False).returncode != 0
+    assert _ray("job", "list", "--address", address, env=env).returncode == 0
+
+
+def test_pipeline_job_on_s3_resumes_a_killed_training_run(head, s3):
+    from emojiray import storage
+    from emojiray.generate.sampler import Sampler
+    from emojiray.train import checkpoint as ckpt
+
+    address, env, secret_key = head
+    run = storage.join(s3, f"jobs-{secrets.token_hex(4)}")
+
+    # 1. first job: stopped once the tokenizer has a checkpoint on S3 and before training ends
+    t0 = time.monotonic()
+    _submit(address, env, "emojiray-1", run)
+    deadline = time.monotonic() + 300
+    while not _checkpoints(run):
+        state = _status(address, env, "emojiray-1")
+        assert state in ("RUNNING", "PENDING"), f"job 1 ended ({state}) before a checkpoint:\n{_logs(address, env, 'emojiray-1')}"
+        assert time.monotonic() < deadline, "no checkpoint on S3 after 300 s"
+        time.sleep(0.5)
+    _ray("job", "stop", "--address", address, "emojiray-1", env=env)
+    assert _wait(address, env, "emojiray-1", 60) == "STOPPED"
+    print(f"job 1, stopped after {time.monotonic() - t0:.0f} s:\n{_logs(address, env, 'emojiray-1')}")
+    done_before = _checkpoints(run)
+    assert done_before and max(done_before) < EPOCHS, f"training finished before the stop ({done_before})"
+    assert not storage.exists(storage.join(run, "tokenizer", "train_vqvae.json"))
+
+    # 2. the same job again: training goes on from the last S3 checkpoint, then every later stage
+    _submit(address, env, "emojiray-2", run)
+    state = _wait(address, env, "emojiray-2", 900)
+    logs = _logs(address, env, "emojiray-2")
+    assert state == "SUCCEEDED", logs
+
+    record = storage.read_json(storage.join(run, "pipeline.json"))
+    train = storage.read_json(storage.join(run, "tokenizer", "train_vqvae.json"))
+    assert train["epoch"] == EPOCHS
+    assert 1 <= train["resumed_from_epoch"] <= max(done_before)
+    assert record["stages"]["train_vqvae"]["resumed_from_epoch"] == train["resumed_from_epoch"]
+    assert [h["epoch"] for h in train["history"]] == list(range(1, EPOCHS + 1))
+    for part in ("data/manifest.json", "eval_vqvae.json", "recon_grid.png", "codes/manifest.json",
+                 "prior_maskgit/prior/meta.json", "samples_maskgit/eval_samples.json", "samples_maskgit.png",
+                 "extensions/inpaint.json", "extensions/inpaint.png", "report/index.html"):
+        assert storage.exists(storage.join(run, part)), f"{part} missing on S3"
+    assert record["stages"]["samples_maskgit"]["count"] == 8
+    assert "inpaint" in record["stages"]["extensions"]
+
+    # 3. read back from S3: the tokenizer and the prior load and generate
+    vqvae, cfg, _ = ckpt.load_vqvae(storage.join(run, "tokenizer", "vqvae"), "cpu")
+    assert cfg.train.epochs == EPOCHS
+    images, _ = Sampler(storage.join(run, "prior_maskgit", "prior"), device="cpu").sample(2, seed=0)
+    assert np.asarray(images).shape == (2, 32, 32, 3)
+
+    # credentials never reach logs or artifacts
+    texts = [logs, _logs(address, env, "emojiray-1")]
+    texts += [storage.read_text(u) for u in storage.list_files(run) if u.endswith((".json", ".txt", ".log"))]
+    for text in texts:
+        assert secret_key not in text and env["RAY_AUTH_TOKEN"] not in text

@@ -1,0 +1,41 @@
+"""The pipeline's extension stage refuses bad settings before the pipeline spends time on anything."""
+
+from __future__ import annotations
+
+import pytest
+
+from emojiray.config import load_config
+from emojiray.errors import EmojirayError
+from emojiray.extensions import stage
+
+
+def _cfg(*overrides: str):
+    return load_config("smoke", list(overrides))
+
+
+def test_the_smoke_settings_pass():
+    stage.check(_cfg())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["extensions.run=[interpolate,paint]"], r"unknown extension\(s\) paint"),
+    (["pipeline.priors=[transformer]", "extensions.run=[inpaint]"], "re-sample codes with MaskGIT"),
+    (["prior.condition=none", "extensions.extra_conditions=[]", "extensions.run=[condition]"],
+     "needs a conditional prior"),
+])
+def test_bad_settings_are_one_line_errors(overrides, message):
+    with pytest.raises(EmojirayError, match=message) as info:
+        stage.check(_cfg(*overrides))
+    assert "\n" not in str(info.value)
+
+
+def test_the_pipeline_checks_them_before_its_first_stage(tmp_path):
+    from emojiray.pipeline import run_pipeline
+
+    with pytest.raises(EmojirayError, match="unknown extension"):
+        run_pipeline(_cfg("extensions.run=[paint]"), str(tmp_path / "run"), log=lambda *_: None)
+    assert not (tmp_path / "run").exists()  # nothing prepared, nothing written
+
+
+def test_no_extensions_is_allowed():
+    stage.check(_cfg("extensions.run=[]", "pipeline.priors=[transformer]"))
