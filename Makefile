@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PRESET ?= smoke
 OUT    ?= results/$(PRESET)
+PYTEST_ARGS ?=  # extra pytest options for `make test`, e.g. PYTEST_ARGS=--durations=20
 # torch: a CUDA build where a GPU driver is present, otherwise the CPU build. On the project's
 # machines `torch==2.13.0` resolves to the CPU wheel kept on local disk; elsewhere pass
 # TORCH_INDEX=https://download.pytorch.org/whl/cpu to get the CPU build from PyTorch's index.
@@ -23,10 +24,10 @@ run: $(VENV)/.installed npm
 # interrupted Tune run can hold a CPU of the session's Ray for a while after it returns; the
 # cluster tests (a `ray start` head taking `ray job submit`, a multi-node cluster) last, alone.
 test: $(VENV)/.installed npm chromium
-	$(BIN)/python -m pytest -q -m "not ray and not cluster" tests
-	$(BIN)/python -m pytest -q -m ray --ignore=tests/sweep/test_sweep.py tests
-	$(BIN)/python -m pytest -q -m ray tests/sweep/test_sweep.py
-	$(BIN)/python -m pytest -q -m cluster tests/cluster
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m "not ray and not cluster" tests
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m ray --ignore=tests/sweep/test_sweep.py tests
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m ray tests/sweep/test_sweep.py
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m cluster tests/cluster
 
 venv: $(VENV)/.installed
 

@@ -44,7 +44,7 @@ def _quiet_ray_data() -> None:
     ctx.print_on_execution_start = False
 
 
-def plan_workers(cfg: RayConfig, cpus: float, gpus: float) -> dict:
+def plan_workers(cfg: RayConfig, cpus: float, gpus: float, node_cpus: float = 0) -> dict:
     """How many training workers and what each takes, leaving ``cfg.data_cpus`` to Ray Data.
 
     Pure arithmetic over the cluster's resources (tested without Ray): with GPUs, one worker per
@@ -63,6 +63,8 @@ def plan_workers(cfg: RayConfig, cpus: float, gpus: float) -> dict:
             f"need {workers + cfg.data_cpus}, the cluster has {int(cpus)}; lower ray.num_workers or ray.data_cpus"
         )
     per_worker = {"CPU": max(1, free // workers)}
+    if node_cpus:  # a worker lives on one node (``node_cpus``: the largest node's CPUs)
+        per_worker["CPU"] = max(1, min(per_worker["CPU"], int(node_cpus)))
     if use_gpu:
         per_worker["GPU"] = 1
     return {"num_workers": workers, "use_gpu": use_gpu, "resources_per_worker": per_worker}
@@ -74,7 +76,7 @@ def scaling_config(cfg: RayConfig):
     import ray.train
 
     res = ray.cluster_resources()
-    return ray.train.ScalingConfig(**plan_workers(cfg, res.get("CPU", 0), res.get("GPU", 0)))
+    return ray.train.ScalingConfig(**plan_workers(cfg, res.get("CPU", 0), res.get("GPU", 0), _largest_node_cpus()))
 
 
 def actor_pool_plan(cfg: RayConfig, actors: int = 0, cpus_per_actor: int = 1, max_actors: int = 0) -> dict:
@@ -93,9 +95,18 @@ def actor_pool_plan(cfg: RayConfig, actors: int = 0, cpus_per_actor: int = 1, ma
         count = max(1, min(actors or gpus, cap))
         return {"count": count, "threads": 0, "options": {"num_gpus": 1, "num_cpus": 1}}
     free = max(1, int(ray.available_resources().get("CPU", 0)) - cfg.data_cpus)
-    count = max(1, min(actors or free // max(1, cpus_per_actor), free, cap))
-    threads = max(1, free // count)
+    # an actor lives on one node: never ask one for more CPUs than the largest node has
+    node = max(1, _largest_node_cpus())
+    count = max(1, min(actors or free // max(1, min(cpus_per_actor, node)), free, cap))
+    threads = max(1, min(free // count, node))
     return {"count": count, "threads": threads, "options": {"num_cpus": threads}}
+
+
+def _largest_node_cpus() -> int:
+    """The CPU count of the cluster's largest alive node (what one task or actor can get at most)."""
+    import ray
+
+    return int(max((n.get("Resources", {}).get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=0))
 
 
 def _call_with_threads(fn, threads: int, args, kwargs):

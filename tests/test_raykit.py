@@ -19,6 +19,14 @@ def test_gpu_node_one_worker_per_gpu():
     assert plan_workers(RayConfig(use_gpu=False, num_workers=2), cpus=16, gpus=1)["use_gpu"] is False
 
 
+def test_a_worker_never_asks_for_more_cpus_than_one_node_has():
+    # three 1-CPU nodes: two workers of one CPU each (not 2 + Ray Data's 1 on a node that does not exist)
+    assert plan_workers(RayConfig(num_workers=1, data_cpus=1), cpus=3, gpus=0, node_cpus=1)["resources_per_worker"] \
+        == {"CPU": 1}
+    assert plan_workers(RayConfig(num_workers=2, data_cpus=1), cpus=9, gpus=0, node_cpus=4)["resources_per_worker"] \
+        == {"CPU": 4}
+
+
 def test_impossible_plans_are_one_line_errors():
     with pytest.raises(EmojirayError, match="not enough CPUs"):
         plan_workers(RayConfig(num_workers=2), cpus=2, gpus=0)

@@ -117,7 +117,8 @@ def run_extensions(cfg: Config, out: str, data_uri: str, vqvae_uri: str, priors:
     if "condition" in run:
         from emojiray.extensions.condition import condition_report
 
-        conditional = [p["prior"] for p in priors.values()][:1] if cfg.prior.condition != "none" else []
+        # the pipeline's priors share prior.condition: one of them (MaskGIT samples fastest) draws the sheets
+        conditional = [main_prior["prior"]] if main_prior and cfg.prior.condition != "none" else []
         conditional += [u for c, u in extra_priors.items() if c != "vendor"]
         sample_runs = {k: p["samples"] for k, p in priors.items() if p.get("samples")}
         result["condition"] = _headline(measured("condition", condition_report, paths, cfg, ext,

@@ -1,7 +1,8 @@
-"""The way the system is used on a cluster, on one machine: a real Ray head started with `ray start`
-(token authentication on, dashboard on loopback), the pipeline submitted with `ray job submit`,
-every artifact on S3 (a moto server on loopback), a training run killed mid-way and resumed from
-its S3 checkpoints by the resubmitted job, then everything read back.
+"""The way the system is used on a cluster, on one machine: a real Ray cluster of three nodes
+started with `ray start` (a head and two workers, one CPU each; token authentication on, dashboard
+on loopback), the pipeline submitted with `ray job submit`, its two training workers on different
+nodes reading the same shards, every artifact on S3 (a moto server on loopback), a training run
+killed mid-way and resumed from its S3 checkpoints by the resubmitted job, then everything read back.
 
 The pipeline is the smoke preset shrunk further (fake emoji packages, one prior, a few samples,
 one extension) so that both jobs take about two minutes on two CPU cores.
@@ -21,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
@@ -34,13 +36,14 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 EPOCHS = 6
 TINY = [  # the smoke preset, smaller: each `--set` is one the CLI documents
-    "--preset", "smoke",
+    "--preset", "smoke", "--set", "ray.num_workers=2",
     "--set", "data.npm_version=0.0.0-test",
     "--set", "model.channels=32", "--set", "model.res_channels=16", "--set", "model.codebook_size=[32,16]",
     "--set", "model.code_dim=[8,8]",
     "--set", f"train.epochs={EPOCHS}", "--set", "train.batch_size=8", "--set", "train.warmup_steps=5",
     "--set", "eval.fid_images=8", "--set", "eval.real_images=8", "--set", "eval.min_condition_images=2",
-    "--set", "pipeline.priors=[maskgit]", "--set", "prior.epochs=1", "--set", "prior.sheet_samples=4",
+    "--set", "pipeline.priors=[maskgit]", "--set", "prior.epochs=1", "--set", "prior.batch_size=16",
+    "--set", "prior.sheet_samples=4",
     "--set", "sample.n=8", "--set", "sample.batch_size=8", "--set", "sample.shard_size=4",
     "--set", "extensions.run=[inpaint]", "--set", "extensions.demo=[grinning face]",
     "--set", "extensions.eval_images=4", "--set", "extensions.examples=2", "--set", "inpaint.completions=2",
@@ -65,6 +68,17 @@ def _http_status(url: str, token: str | None) -> int:
         return 0
 
 
+def _state(address: str, token: str, resource: str, **filters: str) -> list[dict]:
+    """Rows of Ray's state API (``/api/v0/<resource>``: nodes, actors, ...), dead ones included."""
+    query = [("limit", "1000"), ("detail", "true")]
+    for key, value in filters.items():
+        query += [("filter_keys", key), ("filter_predicates", "="), ("filter_values", value)]
+    req = urllib.request.Request(f"{address}/api/v0/{resource}?{urlencode(query)}",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return json.loads(resp.read())["data"]["result"]["result"]
+
+
 @pytest.fixture(scope="module")
 def fake_npm(tmp_path_factory) -> Path:
     cache = tmp_path_factory.mktemp("npmcache")
@@ -77,8 +91,9 @@ def fake_npm(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def head(s3, fake_npm):
-    """A Ray head on loopback with token authentication; yields (dashboard address, env with the token)."""
+def head(s3, fake_npm, tmp_path_factory):
+    """A three-node Ray cluster (head + two workers, one CPU each) with token authentication and
+    the dashboard on loopback; yields (dashboard address, env with the token, the S3 secret key)."""
     token = secrets.token_hex(16)
     secret_key = "emojiray-test-secret-" + secrets.token_hex(8)  # moto accepts any key; this one is findable
     env = {**os.environ,
@@ -88,29 +103,45 @@ def head(s3, fake_npm):
     env.pop("RAY_ADDRESS", None)
     temp_dir = tempfile.mkdtemp(prefix="er-head-", dir="/tmp")  # short: Ray's socket paths have a length limit
     gcs, dash = free_port(), free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--num-gpus=0",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    common = ["--block", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats"]
     address = f"http://127.0.0.1:{dash}"
+
+    logs = tmp_path_factory.mktemp("ray-start")
+
+    def start(*args: str) -> subprocess.Popen:
+        with open(logs / f"node{len(list(logs.iterdir()))}.log", "w") as out:
+            return subprocess.Popen([str(BIN / "ray"), "start", *args, *common], env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+
+    nodes = [start("--head", f"--port={gcs}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                   f"--dashboard-port={dash}", f"--temp-dir={temp_dir}")]
     try:
-        deadline = time.monotonic() + 120
-        while _http_status(f"{address}/api/jobs/", token) != 200:
-            if proc.poll() is not None:
-                raise AssertionError(f"ray start --head exited:\n{proc.stdout.read()}")
-            if time.monotonic() > deadline:
-                raise AssertionError("the Ray dashboard did not come up in 120 s")
-            time.sleep(1)
+        _await(lambda: _http_status(f"{address}/api/jobs/", token) == 200, nodes, "the Ray dashboard", logs)
+        nodes += [start(f"--address=127.0.0.1:{gcs}") for _ in range(2)]
+        _await(lambda: sum(n["state"] == "ALIVE" for n in _state(address, token, "nodes")) == 3, nodes,
+               "three alive nodes", logs)
         yield address, env, secret_key
     finally:
-        proc.send_signal(signal.SIGTERM)  # `ray start --block` stops the processes it started
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        for proc in reversed(nodes):  # workers first; `ray start --block` stops what it started
+            proc.send_signal(signal.SIGTERM)
+        for proc in reversed(nodes):
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _await(ready, procs: list[subprocess.Popen], what: str, logs: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if any(proc.poll() is not None for proc in procs):
+            output = "\n".join(p.read_text() for p in sorted(logs.iterdir()))
+            raise AssertionError(f"`ray start` exited before {what}:\n{output}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {timeout:.0f} s")
+        time.sleep(1)
 
 
 def _submit(address: str, env: dict, job_id: str, out: str) -> None:
@@ -196,11 +227,16 @@ def test_pipeline_job_on_s3_resumes_a_killed_training_run(head, s3):
     assert state == "SUCCEEDED", logs
 
     record = storage.read_json(storage.join(run, "pipeline.json"))
+    print("job 2 stages (s):", {k: v.get("seconds") for k, v in record["stages"].items()})
     train = storage.read_json(storage.join(run, "tokenizer", "train_vqvae.json"))
     assert train["epoch"] == EPOCHS
     assert 1 <= train["resumed_from_epoch"] <= max(done_before)
     assert record["stages"]["train_vqvae"]["resumed_from_epoch"] == train["resumed_from_epoch"]
     assert [h["epoch"] for h in train["history"]] == list(range(1, EPOCHS + 1))
+    # two training workers per run, on 1-CPU nodes: necessarily on two nodes, reading the same shards
+    assert train["workers"] == 2
+    workers = _state(address, env["RAY_AUTH_TOKEN"], "actors", class_name="RayTrainWorker")
+    assert len(workers) >= 4 and len({w["node_id"] for w in workers}) >= 2, workers
     for part in ("data/manifest.json", "eval_vqvae.json", "recon_grid.png", "codes/manifest.json",
                  "prior_maskgit/prior/meta.json", "samples_maskgit/eval_samples.json", "samples_maskgit.png",
                  "extensions/inpaint.json", "extensions/inpaint.png", "report/index.html"):
