@@ -22,7 +22,8 @@ def test_every_command_registers():
                 "eval_vqvae": ["--checkpoint", "c", "--data", "d", "--out", "o"],
                 "extract_codes": ["--vqvae", "v", "--data", "d", "--out", "o"],
                 "train_prior": ["--codes", "c", "--out", "o"], "sample": ["--prior", "p", "--out", "o"],
-                "eval_samples": ["--samples", "s", "--real", "r", "--out", "o"], "tune": ["--out", "o"]}
+                "eval_samples": ["--samples", "s", "--real", "r", "--out", "o"], "tune": ["--out", "o"],
+                "report": ["--run", "r"]}
     for name in COMMANDS:
         args = parser.parse_args([name.replace("_", "-")] + required.get(name, []))
         assert callable(args.func), name
