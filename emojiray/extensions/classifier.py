@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from emojiray import storage
 from emojiray.config import Config, config_from_dict
 from emojiray.errors import EmojirayError
-from emojiray.extensions.common import default_device, json_safe, read_images
+from emojiray.extensions.common import default_device, json_safe, read_images, require_model
 from emojiray.images import resize_rgb, to_model_input
 from emojiray.models.classifier import EmojiClassifier
 from emojiray.train import checkpoint as ckpt
@@ -150,10 +150,7 @@ def train_classifier(data_uri: str, out: str, cfg: Config, device=None, log=prin
 
 def load_classifier(uri: str, device=None) -> tuple[EmojiClassifier, dict[str, Any]]:
     """(model in eval mode on ``device``, checkpoint meta with "labels", "vocab", "image_size")."""
-    if not uri:
-        raise EmojirayError("no classifier: give --classifier (from `emojiray train-classifier`) or --run")
-    if not storage.exists(storage.join(uri, "meta.json")):
-        raise EmojirayError(f"no classifier at {uri}: train one with `emojiray train-classifier --out {uri}`")
+    require_model(uri, "classifier", "train-classifier", "--classifier")
     with ckpt.LocalCopy(uri) as d:
         meta = ckpt.read_meta(d, kind=KIND)
         cfg = config_from_dict(meta["config"])

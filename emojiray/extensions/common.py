@@ -252,6 +252,14 @@ def enlarged(sheet):
     return sheet
 
 
+def require_model(uri: str, what: str, command: str, option: str) -> None:
+    """One-line errors for a helper model (classifier, upscaler) that is not given or not there."""
+    if not uri:
+        raise EmojirayError(f"no {what}: give {option} (from `emojiray {command}`) or --run")
+    if not storage.exists(storage.join(uri, "meta.json")):
+        raise EmojirayError(f"no {what} at {uri}: train one with `emojiray {command} --out {uri}`")
+
+
 def json_safe(obj: Any) -> Any:
     """Floats rounded, numpy scalars and arrays made plain, NaN -> None (for metrics JSON)."""
     if isinstance(obj, dict):

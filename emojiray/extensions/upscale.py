@@ -220,10 +220,7 @@ def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, device=
 
 def load_upscaler(uri: str, device=None) -> tuple[LowResEncoder, dict[str, Any]]:
     """(model in eval mode on ``device``, checkpoint meta: "vqvae", "vqvae_fingerprint", "factor", sizes)."""
-    if not uri:
-        raise EmojirayError("no upscaler: give --upscaler (from `emojiray train-upscaler`) or --run")
-    if not storage.exists(storage.join(uri, "meta.json")):
-        raise EmojirayError(f"no upscaler at {uri}: train one with `emojiray train-upscaler --out {uri}`")
+    common.require_model(uri, "upscaler", "train-upscaler", "--upscaler")
     with ckpt.LocalCopy(uri) as d:
         meta = ckpt.read_meta(d, kind=KIND)
         cfg = config_from_dict(meta["config"])
