@@ -13,7 +13,7 @@ TORCH_INDEX ?=
 export EMOJIRAY_CACHE ?= $(CURDIR)/.cache/emojiray
 export RAY_USAGE_STATS_ENABLED = 0
 
-.PHONY: run test venv npm chromium clean bench-data lock report
+.PHONY: run test test-cluster venv npm chromium clean bench-data lock report
 
 run: $(VENV)/.installed npm
 	$(BIN)/emojiray pipeline --preset $(PRESET) --out $(OUT)
@@ -21,12 +21,16 @@ run: $(VENV)/.installed npm
 # Separate processes: the tests that start a local Ray run apart from the rest, so nothing another
 # test patches in-process (os.replace, environment, fork) can reach the Ray driver's background
 # threads; the sweep test (Ray Tune, interrupted with Ctrl-C) in a Ray of its own, since an
-# interrupted Tune run can hold a CPU of the session's Ray for a while after it returns; the
-# cluster tests (a `ray start` head taking `ray job submit`, a multi-node cluster) last, alone.
+# interrupted Tune run can hold a CPU of the session's Ray for a while after it returns.
 test: $(VENV)/.installed npm chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m "not ray and not cluster" tests
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m ray --ignore=tests/sweep/test_sweep.py tests
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m ray tests/sweep/test_sweep.py
+
+# The cluster integration test (a three-node `ray start` cluster taking the pipeline by `ray job
+# submit`, S3 on loopback, a stopped and resumed job): about 10 minutes on 2 cores, so apart from
+# `make test`; CI (.ci/run) runs both.
+test-cluster: $(VENV)/.installed npm
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m cluster tests/cluster
 
 venv: $(VENV)/.installed
