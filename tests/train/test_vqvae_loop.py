@@ -81,6 +81,7 @@ def test_resume_continues_steps_and_loss_then_nan_keeps_last_good(ray_local, dat
     resumed = train_vqvae(tiny_config(epochs=4), data32, out, resume=True, log=lambda *_: None)
     h = resumed["history"]
     assert [e["epoch"] for e in h] == [1, 2, 3, 4]
+    assert first["resumed_from_epoch"] == 0 and resumed["resumed_from_epoch"] == 2  # recorded for the user
     assert [e["step"] for e in h] == [steps_per_epoch * i for i in (1, 2, 3, 4)]  # steps continue
     assert h[:2] == first["history"]  # the earlier curve is kept, not recomputed
     assert h[2]["train_loss"] < h[0]["train_loss"] * 1.05  # no jump back to an untrained model
