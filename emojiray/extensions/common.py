@@ -252,6 +252,13 @@ def enlarged(sheet):
     return sheet
 
 
+def write_sheet(uri: str, rows, ncols: int) -> str:
+    """Write a sheet of labelled rows [(label, uint8 NHWC images)] as PNG (enlarged when small); return its URI."""
+    from emojiray.images import labelled_rows, to_png_bytes
+
+    return storage.write_bytes(uri, to_png_bytes(enlarged(labelled_rows(rows, ncols))))
+
+
 def require_model(uri: str, what: str, command: str, option: str) -> None:
     """One-line errors for a helper model (classifier, upscaler) that is not given or not there."""
     if not uri:

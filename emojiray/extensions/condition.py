@@ -31,7 +31,7 @@ from emojiray.data.shards import seeded_subset
 from emojiray.errors import EmojirayError
 from emojiray.extensions import common
 from emojiray.extensions.classifier import head_metrics, load_classifier, predict
-from emojiray.images import grid, labelled_rows, to_png_bytes
+from emojiray.images import grid, to_png_bytes
 from emojiray.metrics.inception_score import effective_splits, inception_score
 
 NOTE = ("Inception Score here is computed with the emoji classifier trained on the real labelled data "
@@ -200,8 +200,7 @@ def condition_report(paths: common.RunPaths, cfg: Config, out: str, priors: list
             shown = "n/a" if record["agreement"] is None else f"{record['agreement']:.0%}"
             rows.append((f"{value} {shown}", images))
             log(f"condition: {name} {label}={value}: agreement {shown}, FID {_f(record['fid'])}")
-        overview = storage.write_bytes(storage.join(out, f"{stem}.png"),
-                                       to_png_bytes(common.enlarged(labelled_rows(rows, ncols=min(8, n)))))
+        overview = common.write_sheet(storage.join(out, f"{stem}.png"), rows, min(8, n))
         agree = [r["agreement"] for r in per_value.values() if r["agreement"] is not None]
         ceiling = [r["real_agreement"] for r in per_value.values() if r.get("real_agreement") is not None]
         entry = {"uri": uri, "kind": sampler.kind, "label": label, "params": params,

@@ -191,7 +191,6 @@ def _crop_scores(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> tup
 def evaluate_inpaint(paths: common.RunPaths, cfg, out: str, log=print) -> dict[str, Any]:
     """Inpaint seeded boxes of held-out emoji; write ``inpaint.json`` and the sheet ``inpaint.png``."""
     from emojiray.generate.sampler import Sampler
-    from emojiray.images import labelled_rows, to_png_bytes
 
     paths.need("data", "prior")
     t0 = time.perf_counter()
@@ -244,7 +243,7 @@ def evaluate_inpaint(paths: common.RunPaths, cfg, out: str, log=print) -> dict[s
     masked_view = np.where(masks[:show, ..., None], np.uint8(128), images[:show])
     sheet_rows = [("original", images[:show]), ("masked", masked_view), ("naive fill", naive[:show]),
                   ("greedy", greedy[:show])] + [(f"completion {k + 1}", sampled[:show, k]) for k in range(ic.completions)]
-    storage.write_bytes(storage.join(out, "inpaint.png"), to_png_bytes(common.enlarged(labelled_rows(sheet_rows, show))))
+    common.write_sheet(storage.join(out, "inpaint.png"), sheet_rows, show)
     m = methods
     log(f"inpaint: {len(images)} held-out images, {box}px boxes: PSNR in the box maskgit {m['maskgit']['psnr']:.2f} dB "
         f"(best of {ic.completions} {m['maskgit_best']['psnr']:.2f}, greedy {m['maskgit_greedy']['psnr']:.2f}) vs "
@@ -261,7 +260,7 @@ def inpaint_files(specs: list[str], mask_spec: str, paths: common.RunPaths, cfg,
     """
     from emojiray.data.labels import slug
     from emojiray.generate.sampler import Sampler
-    from emojiray.images import labelled_rows, to_png_bytes
+    from emojiray.images import to_png_bytes
 
     paths.need("prior")
     sampler = Sampler(paths.prior, paths.vqvae or None)
@@ -280,7 +279,6 @@ def inpaint_files(specs: list[str], mask_spec: str, paths: common.RunPaths, cfg,
             storage.write_bytes(storage.join(out, f"{stem}_inpainted_{k + 1}.png"), to_png_bytes(img))
         masked = np.where(mask[..., None], np.uint8(128), image)
         row = np.concatenate([image[None], masked[None], naive_fill(image[None], mask[None]), done])
-        sheet = labelled_rows([(label, row)], len(row))
-        written.append(storage.write_bytes(storage.join(out, f"inpaint_{stem}.png"), to_png_bytes(common.enlarged(sheet))))
+        written.append(common.write_sheet(storage.join(out, f"inpaint_{stem}.png"), [(label, row)], len(row)))
         log(f"inpaint: {label}: {completions} completion(s) -> {written[-1]}")
     return written

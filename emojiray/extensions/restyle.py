@@ -133,7 +133,6 @@ def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable |
     (default: the classifier at ``paths.classifier`` when there is one).
     """
     from emojiray.generate.sampler import Sampler
-    from emojiray.images import labelled_rows, to_png_bytes
 
     paths.need("data", "vendor_prior")
     t0 = time.perf_counter()
@@ -213,7 +212,7 @@ def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable |
         n = min(show, len(targets[d]))
         rows += [(f"{d[0]} (source)", test[d][0][:n]), (f"-> {d[1]} (share {chosen:g})", methods[best][d][:n]),
                  (f"{d[1]} (real)", targets[d][:n])]
-    storage.write_bytes(storage.join(out, "restyle.png"), to_png_bytes(common.enlarged(labelled_rows(rows, show))))
+    common.write_sheet(storage.join(out, "restyle.png"), rows, show)
     b = report[best]
     log(f"restyle: {sum(len(s) for s, _ in test.values())} held-out pairs, share {chosen:g}: PSNR to the real target "
         f"{b['psnr']:.2f} dB vs unchanged source {base['psnr']:.2f}; SSIM {b['ssim']:.3f} vs {base['ssim']:.3f}; "
@@ -253,7 +252,7 @@ def restyle_files(specs: list[str], target: str, paths: common.RunPaths, cfg, ou
     """
     from emojiray.data.labels import slug
     from emojiray.generate.sampler import Sampler
-    from emojiray.images import labelled_rows, to_png_bytes
+    from emojiray.images import to_png_bytes
 
     paths.need("vendor_prior")
     sampler = Sampler(paths.vendor_prior, paths.vqvae or None)
@@ -274,8 +273,8 @@ def restyle_files(specs: list[str], target: str, paths: common.RunPaths, cfg, ou
                 row.append(common.load_emoji(spec, sampler.image_size, paths.data, vendor=target)[0][None])
             except EmojirayError:
                 pass
-        sheet = labelled_rows([(f"{label} -> {target}", np.concatenate(row))], sum(len(r) for r in row))
-        written.append(storage.write_bytes(storage.join(out, f"restyle_{stem}.png"), to_png_bytes(common.enlarged(sheet))))
+        written.append(common.write_sheet(storage.join(out, f"restyle_{stem}.png"),
+                                          [(f"{label} -> {target}", np.concatenate(row))], sum(len(r) for r in row)))
         log(f"restyle: {label} -> {target} (share {share:g}) -> {written[-1]}")
     return written
 

@@ -257,8 +257,6 @@ def evaluate_upscale(paths: common.RunPaths, cfg: Config, out: str,
     PSNR and SSIM are per-image means against the real full-res images; FID is between each method's
     images and those real images (``features``: uint8 NHWC -> (N, D); default TF-Inception pool3).
     """
-    from emojiray.images import labelled_rows, to_png_bytes
-
     paths.need("data", "upscaler")
     t0 = time.perf_counter()
     ec = cfg.extensions
@@ -311,7 +309,7 @@ def evaluate_upscale(paths: common.RunPaths, cfg: Config, out: str,
     rows = [(f"low-res {size // factor}px", results["nearest"][:show]), ("bicubic", results["bicubic"][:show]),
             ("upscaler", results["upscaler"][:show]), ("VQ ceiling", results["vq_reconstruction"][:show]),
             ("original", images[:show])]
-    storage.write_bytes(storage.join(out, "upscale.png"), to_png_bytes(common.enlarged(labelled_rows(rows, show))))
+    common.write_sheet(storage.join(out, "upscale.png"), rows, show)
     m = methods
     log(f"upscale: {len(images)} held-out images {size // factor} -> {size} px: PSNR upscaler {m['upscaler']['psnr']:.2f} "
         f"dB vs bicubic {base['psnr']:.2f} (VQ ceiling {m['vq_reconstruction']['psnr']:.2f}); SSIM "
@@ -335,7 +333,7 @@ def upscale_files(specs: list[str], paths: common.RunPaths, out: str, log=print)
     bicubic | upscaler) under ``out``; returns the side-by-side URIs.
     """
     from emojiray.data.labels import slug
-    from emojiray.images import labelled_rows, to_png_bytes
+    from emojiray.images import to_png_bytes
 
     paths.need("upscaler")
     model, vqvae, meta = load_pair(paths.upscaler, paths.vqvae)
@@ -354,8 +352,7 @@ def upscale_files(specs: list[str], paths: common.RunPaths, out: str, log=print)
         up = upscale(model, vqvae, lowres)
         storage.write_bytes(storage.join(out, f"{stem}_upscaled.png"), to_png_bytes(up[0]))
         row = np.concatenate([nearest(lowres, size), bicubic(lowres, size), up])
-        sheet = labelled_rows([(label, row)], len(row))
-        written.append(storage.write_bytes(storage.join(out, f"upscale_{stem}.png"), to_png_bytes(common.enlarged(sheet))))
+        written.append(common.write_sheet(storage.join(out, f"upscale_{stem}.png"), [(label, row)], len(row)))
         log(f"upscale: {label}: {low} -> {size} px -> {written[-1]}")
     return written
 
