@@ -36,11 +36,28 @@ def decode_batch(table: pa.Table, height: int, width: int, vocab: dict[str, list
     return out
 
 
+def read_parquet(paths: list[str], filesystem):
+    """``ray.data.read_parquet`` over a known list of shard files, through Ray Data's V1 Parquet
+    datasource.
+
+    Ray 2.60's default (DataSource V2) plans a ``ListFiles`` task per read that took 3.5-4.4 s of
+    wall time (0.1-0.4 s CPU) for a handful of local shards on a 2-core box, against 0.1 s for V1:
+    with a read per split and per stage that added about 8 s to every training run. Our paths are
+    explicit files (nothing to list or prune), so V1 loses nothing here.
+    """
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    v2, ctx.use_datasource_v2 = ctx.use_datasource_v2, False  # read_parquet routes at call time
+    try:
+        return ray.data.read_parquet(paths, filesystem=filesystem)
+    finally:
+        ctx.use_datasource_v2 = v2
+
+
 def read_images(uri: str, split: str | None = "train", labels: tuple[str, ...] = LABEL_COLUMNS,
                 batch_size: int = 1024, manifest: dict[str, Any] | None = None):
     """A Ray Dataset of decoded images (and label ids) from the shards of one split."""
-    import ray
-
     manifest = manifest or shards.load_manifest(uri)
     for name in labels:
         if name not in manifest["vocab"]:
@@ -50,7 +67,7 @@ def read_images(uri: str, split: str | None = "train", labels: tuple[str, ...] =
         raise EmojirayError(f"the {split} split of {uri} is empty")
     fs, _ = storage.filesystem(uri)
     local_paths = [storage.filesystem(p)[1] for p in paths]
-    ds = ray.data.read_parquet(local_paths, filesystem=fs).select_columns(["image", *labels])
+    ds = read_parquet(local_paths, filesystem=fs).select_columns(["image", *labels])
     img = manifest["image"]
     return ds.map_batches(
         decode_batch,

@@ -54,7 +54,7 @@ def decode_codes_batch(table: pa.Table, levels: list[str]) -> dict[str, np.ndarr
 
 
 def read_code_splits(uri: str, manifest: dict[str, Any], splits=("train", "val"), cache: bool = True):
-    import ray
+    from emojiray.data.stream import read_parquet
 
     fs, _ = storage.filesystem(uri)
     out = {}
@@ -62,7 +62,7 @@ def read_code_splits(uri: str, manifest: dict[str, Any], splits=("train", "val")
         files = [storage.filesystem(storage.join(uri, f))[1] for f in manifest["splits"][split]["files"]]
         if not files:
             raise EmojirayError(f"the {split} split of the code shards at {uri} is empty")
-        ds = ray.data.read_parquet(files, filesystem=fs).map_batches(
+        ds = read_parquet(files, filesystem=fs).map_batches(
             decode_codes_batch, batch_format="pyarrow", fn_kwargs={"levels": manifest["levels"]}, batch_size=1024)
         out[split] = ds.materialize() if cache else ds
     return out
