@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import tarfile
 from pathlib import Path
 
@@ -17,6 +18,22 @@ from s3server import moto_s3_server
 from emojiray import storage
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ray Train's controller polls its workers every 2 s and starts a preemption watcher actor (an extra
+# process, for cloud spot instances): on a 2-core box that is a few seconds of every one of the
+# suite's ~20 training runs. Tests poll faster and skip the watcher (they are propagated to Ray
+# Train's controller from the driver's environment).
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same random state: no test passes or fails by the draw."""
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 def draw_emoji(seed: int, size: int = 64, skin: int | None = None) -> Image.Image:
