@@ -30,19 +30,14 @@ import torch
 from emojiray import storage
 from emojiray.config import load_config
 from emojiray.pipeline import run_pipeline
+from emojiray.report import baselines as B
 
 # The seed's reference pipeline on one H100 at 64 px (issue 5): VQ-VAE-2 240 s, top and bottom
 # PixelSNAIL 200 s each, 2,000 samples at batch 250 against 740 held-out images.
-REFERENCE = {
-    "device": "NVIDIA H100 (reference run, issue 5)",
-    "prior": "pixelsnail",
-    "samples_per_s": 28,
-    "fid": 164.9,
-    "fid_train": 145.5,
-    "rfid": 57.4,
-    "real_vs_real_fid": 33.7,
-}
-TARGETS = {"fid": 60, "rfid": 20}
+REFERENCE = {"device": f"{B.REFERENCE_DEVICE} (reference run, issue 5)",
+             **{k: B.REFERENCE_GENERATION[k] for k in ("prior", "samples_per_s", "fid", "fid_train")},
+             **{k: B.REFERENCE_VQVAE[k] for k in ("rfid", "real_vs_real_fid")}}
+TARGETS = {k: B.TARGETS[k] for k in ("fid", "rfid")}
 
 
 def main() -> None:

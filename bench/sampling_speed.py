@@ -55,21 +55,15 @@ from emojiray.images import from_model_output
 from emojiray.models import build_vqvae
 from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import KINDS, build_prior
+from emojiray.report import baselines as B
 from emojiray.train import checkpoint as ckpt
 
 # The seed's reference sampler (issue 5): hierarchical PixelSNAIL on one H100 at 64 px, one full
 # forward pass per code position, VQ-VAE decoding included. Samples/s by batch size.
-REFERENCE = {
-    "device": "NVIDIA H100 (reference run, issue 5)",
-    "prior": "pixelsnail",
-    "image_size": 64,
-    "samples_per_s": {8: 2.25, 64: 14.6},
-}
+REFERENCE = {"device": f"{B.REFERENCE_DEVICE} (reference run, issue 5)", "prior": B.REFERENCE_SAMPLER["prior"],
+             "image_size": B.REFERENCE_IMAGE_SIZE, "samples_per_s": B.REFERENCE_SAMPLER["samples_per_s"]}
 # Samples/s per prior (best batch size), and the large run: 50,000 samples and their FID.
-TARGETS = {
-    "samples_per_s": {"maskgit": 2000, "transformer": 500},
-    "end_to_end": {"samples": 50_000, "seconds": 300},
-}
+TARGETS = {k: B.TARGETS[k] for k in ("samples_per_s", "end_to_end")}
 NOCACHE = "transformer_nocache"
 
 

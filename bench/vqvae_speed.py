@@ -26,20 +26,13 @@ from emojiray.config import load_config
 from emojiray.data import shards
 from emojiray.data.prepare import prepare
 from emojiray.eval.vqvae import eval_vqvae
+from emojiray.report import baselines as B
 from emojiray.train.vqvae_loop import train_vqvae
 
 # The seed's reference VQ-VAE-2 on one H100 at 64 px (issue 3): 128 channels, 2 res blocks,
 # K = 512, code dim 64, batch 128, Adam 3e-4, fp32, 240 s of training with its file loader.
-REFERENCE = {
-    "device": "NVIDIA H100 (reference run, issue 3)",
-    "images_per_s_file_loader": 3054,
-    "images_per_s_data_on_gpu": 9763,
-    "psnr": 25.3,
-    "ssim": 0.866,
-    "rfid": 57.4,
-    "codes_used": {"top": 6, "bottom": 186},
-    "codebook_size": {"top": 512, "bottom": 512},
-}
+REFERENCE = {"device": f"{B.REFERENCE_DEVICE} (reference run, issue 3)",
+             **{k: v for k, v in B.REFERENCE_VQVAE.items() if k != "source"}}
 
 
 def main() -> None:

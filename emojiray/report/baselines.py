@@ -41,6 +41,7 @@ REFERENCE_GENERATION = {
     "fid_heldout_images": 740,
     "fid_train": 145.5,  # against 2,000 training images
     "fid_train_images": 2000,
+    "samples_per_s": 28,  # its sampler at batch 250
 }
 
 # What the issues ask of this project.
@@ -52,4 +53,5 @@ TARGETS = {
     "codes_used_share": 0.95,  # of each level's codebook
     "samples_per_s": {"maskgit": 2000, "transformer": 500},  # KV-cached transformer
     "fid": 60.0,  # generation FID against the held-out split
+    "end_to_end": {"samples": 50_000, "seconds": 300},  # sampling + their FID, one H100
 }
