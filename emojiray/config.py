@@ -142,7 +142,7 @@ class EvalConfig:
     min_condition_images: int = 20  # per-condition FID only where both sets have this many images
     kid_subsets: int = 100
     pr_k: int = 3  # k of the k-NN manifolds of precision/recall
-    actors: int = 0  # feature actors (0 = one per GPU, or one per CPU left)
+    actors: int = 0  # feature actors (0 = one per GPU, or one per 2 free CPUs, 2 threads each)
 
 
 @dataclass
