@@ -79,11 +79,13 @@ def scaling_config(cfg: RayConfig):
     return ray.train.ScalingConfig(**plan_workers(cfg, res.get("CPU", 0), res.get("GPU", 0), _largest_node_cpus()))
 
 
-def actor_pool_plan(cfg: RayConfig, actors: int = 0, cpus_per_actor: int = 1, max_actors: int = 0) -> dict:
+def actor_pool_plan(cfg: RayConfig, actors: int = 0, cpus_per_actor: int = 1, max_actors: int = 0,
+                    data_cpus: int | None = None) -> dict:
     """Size an actor pool for a batch job (sampling, feature extraction) to what is free now.
 
     With GPUs: one actor per GPU (or ``actors``), each with one GPU and one CPU. Without: CPU
-    actors sharing the CPUs that are free now less ``ray.data_cpus``, by default one per
+    actors sharing the CPUs that are free now less ``data_cpus`` (default ``ray.data_cpus``; 0 for
+    a pool with no Ray Data beside it, whose actors read their inputs themselves), by default one per
     ``cpus_per_actor`` of them, never more than fit (an actor that cannot be placed would stall
     the pool). Returns {"count", "threads" (0 = torch's default), "options" (for .options())}.
     """
@@ -94,7 +96,8 @@ def actor_pool_plan(cfg: RayConfig, actors: int = 0, cpus_per_actor: int = 1, ma
     if cfg.use_gpu and gpus:
         count = max(1, min(actors or gpus, cap))
         return {"count": count, "threads": 0, "options": {"num_gpus": 1, "num_cpus": 1}}
-    free = max(1, int(ray.available_resources().get("CPU", 0)) - cfg.data_cpus)
+    keep = cfg.data_cpus if data_cpus is None else data_cpus
+    free = max(1, int(ray.available_resources().get("CPU", 0)) - keep)
     # an actor lives on one node: never ask one for more CPUs than the largest node has
     node = max(1, _largest_node_cpus())
     count = max(1, min(actors or free // max(1, min(cpus_per_actor, node)), free, cap))
@@ -126,11 +129,9 @@ def run_task(fn, *args, ray_cfg: RayConfig | None = None, **kwargs):
     """
     from emojiray.errors import EmojirayError
 
-    import dataclasses
-
     ray = init_ray(ray_cfg)
     # one task reading its data itself (no Ray Data beside it): it may take every free CPU
-    plan = actor_pool_plan(dataclasses.replace(ray_cfg or RayConfig(), data_cpus=0), actors=1, max_actors=1)
+    plan = actor_pool_plan(ray_cfg or RayConfig(), actors=1, max_actors=1, data_cpus=0)
     task = ray.remote(_call_with_threads).options(max_retries=0, **plan["options"])
     try:
         return ray.get(task.remote(fn, plan["threads"], args, kwargs))

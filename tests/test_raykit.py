@@ -44,6 +44,8 @@ def test_actor_pool_plan_fits_the_free_cpus(ray_local):
     assert actor_pool_plan(cfg, cpus_per_actor=2) == {"count": 1, "threads": 2, "options": {"num_cpus": 2}}
     assert actor_pool_plan(cfg, actors=5)["count"] == 2  # never more actors than can be placed
     assert actor_pool_plan(cfg, max_actors=1)["count"] == 1
+    # a pool with no Ray Data beside it keeps no CPU free: all 3 go to the actors
+    assert actor_pool_plan(cfg, cpus_per_actor=2, data_cpus=0) == {"count": 1, "threads": 3, "options": {"num_cpus": 3}}
 
 
 def _square_or_fail(x):

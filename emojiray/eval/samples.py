@@ -30,7 +30,6 @@ condition value) under ``out``.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -305,7 +304,7 @@ def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=No
     init_ray(ray_cfg)
     # The actors read their shards themselves (no Ray Data beside them): ray.data_cpus need not be
     # kept free. Inception uses 2 threads well (1.4x one thread on 2 cores).
-    pool_plan = actor_pool_plan(dataclasses.replace(ray_cfg, data_cpus=0), cfg.actors, cpus_per_actor=2)
+    pool_plan = actor_pool_plan(ray_cfg, cfg.actors, cpus_per_actor=2, data_cpus=0)
     count, threads, options = pool_plan["count"], pool_plan["threads"], pool_plan["options"]
     use_gpu = "num_gpus" in options
     worker_cls = ray.remote(FeatureWorker).options(max_restarts=2, max_task_retries=2, **options)
