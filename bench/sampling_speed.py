@@ -56,7 +56,7 @@ from emojiray.models import build_vqvae
 from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import KINDS, build_prior
 from emojiray.report import baselines as B
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 
 # The seed's reference sampler (issue 5): hierarchical PixelSNAIL on one H100 at 64 px, one full
 # forward pass per code position, VQ-VAE decoding included. Samples/s by batch size.

@@ -11,6 +11,7 @@ import logging
 import os
 
 from emojiray.config import RayConfig
+from emojiray.errors import EmojirayError
 
 
 def init_ray(cfg: RayConfig | None = None):
@@ -50,7 +51,6 @@ def plan_workers(cfg: RayConfig, cpus: float, gpus: float, node_cpus: float = 0)
     Pure arithmetic over the cluster's resources (tested without Ray): with GPUs, one worker per
     GPU (or ``num_workers``); without, one worker per CPU left after Ray Data's share.
     """
-    from emojiray.errors import EmojirayError
 
     free = int(cpus) - cfg.data_cpus
     use_gpu = cfg.use_gpu and gpus >= 1
@@ -127,7 +127,6 @@ def run_task(fn, *args, ray_cfg: RayConfig | None = None, **kwargs):
     cluster's CPU head under ``ray job submit``) has none. A user error raised in the task
     (:class:`EmojirayError`) comes back as itself, so the CLI prints its one line.
     """
-    from emojiray.errors import EmojirayError
 
     ray = init_ray(ray_cfg)
     # one task reading its data itself (no Ray Data beside it): it may take every free CPU
@@ -140,3 +139,23 @@ def run_task(fn, *args, ray_cfg: RayConfig | None = None, **kwargs):
         if isinstance(cause, EmojirayError):
             raise EmojirayError(str(cause)) from None
         raise
+
+
+def root_message(exc: BaseException) -> str:
+    """The innermost meaningful one-line message of a (Ray-wrapped) exception chain."""
+    seen = set()
+    cur: BaseException | None = exc
+    best = str(exc)
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, EmojirayError):
+            return str(cur)
+        text = str(cur).strip()
+        if text:
+            best = text
+        cur = cur.__cause__ or cur.__context__
+    lines = [ln for ln in best.splitlines() if ln.strip()]
+    for ln in reversed(lines):  # Ray prints the worker traceback; the last line names the error
+        if "Error" in ln or "error" in ln:
+            return ln.strip()[:300]
+    return (lines[-1] if lines else type(exc).__name__)[:300]

@@ -10,7 +10,7 @@ from emojiray.config import Config, DataConfig, ModelConfig, PriorConfig
 from emojiray.models import build_vqvae
 from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import build_prior
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 
 TINY_VQ = ModelConfig(channels=16, res_blocks=1, res_channels=8, codebook_size=[32, 16], code_dim=[8, 8])
 EMOTIONS = ["happy", "sad", "none"]

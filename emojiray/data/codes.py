@@ -34,7 +34,7 @@ class Encoder:
     def __init__(self, checkpoint: str, levels: tuple[str, ...]):
         import torch
 
-        from emojiray.train.checkpoint import load_vqvae
+        from emojiray.models.checkpoint import load_vqvae
 
         self.torch = torch
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -61,7 +61,7 @@ def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print) -> d
 
     from emojiray.config import RayConfig
     from emojiray.raykit import init_ray
-    from emojiray.train.checkpoint import load_vqvae
+    from emojiray.models.checkpoint import load_vqvae
 
     cfg = cfg or RayConfig()
     model, vcfg, meta = load_vqvae(vqvae)  # validates the checkpoint before any actor starts

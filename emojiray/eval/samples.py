@@ -279,7 +279,7 @@ def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=No
     from emojiray.metrics.memorization import distinct_share, mean_pairwise_distance, memorization
     from emojiray.progress import Progress
     from emojiray.raykit import actor_pool_plan, init_ray
-    from emojiray.train.loop_utils import root_message
+    from emojiray.raykit import root_message
 
     cfg, ray_cfg = cfg or EvalConfig(), ray_cfg or RayConfig()
     samples_uri = storage.absolute(samples_uri)  # actors read it, whatever their working directory

@@ -31,7 +31,7 @@ from emojiray.metrics.codes import (bits_per_image, code_histogram, entropy_bits
                                     entropy_coded_bits_per_image, kl_from_uniform, perplexity, usage)
 from emojiray.metrics.fid import FeatureStats, frechet_distance
 from emojiray.metrics.image import ReconstructionMeter
-from emojiray.train.checkpoint import load_vqvae
+from emojiray.models.checkpoint import load_vqvae
 
 
 def default_device() -> torch.device:

@@ -33,7 +33,7 @@ from emojiray.errors import EmojirayError
 from emojiray.extensions.common import default_device, json_safe, read_images, require_model
 from emojiray.images import resize_rgb, to_model_input
 from emojiray.models.classifier import EmojiClassifier
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 
 KIND = "classifier"
 NOTE = ("emotion applies to face emoji only: every other emoji has the emotion 'none', which is a class of "

@@ -180,7 +180,7 @@ def _models(paths: common.RunPaths, log=print):
         return sampler.vqvae, None, sampler.image_size
     note = f"no prior at {paths.prior}" if paths.prior else "no --prior given"
     log(f"interpolate: {note}: pixel and latent paths only")
-    from emojiray.train import checkpoint as ckpt
+    from emojiray.models import checkpoint as ckpt
 
     paths.need("vqvae")
     vqvae, vcfg, _ = ckpt.load_vqvae(paths.vqvae, common.default_device())

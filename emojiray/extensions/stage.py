@@ -147,7 +147,7 @@ def run_extensions(cfg: Config, out: str, data_uri: str, vqvae_uri: str, priors:
 
 
 def _vendors(prior_uri: str) -> list[str]:
-    from emojiray.train import checkpoint as ckpt
+    from emojiray.models import checkpoint as ckpt
 
     with ckpt.LocalCopy(prior_uri) as d:
         return list(ckpt.read_meta(d, kind="prior").get("vocab", {}).get("vendor", []))

@@ -40,7 +40,7 @@ from emojiray.errors import EmojirayError
 from emojiray.extensions import common
 from emojiray.images import to_model_input
 from emojiray.models.upscaler import LowResEncoder
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 
 KIND = "upscaler"
 VAL_IMAGES = 512  # val images scored after every training epoch (a seeded subset)

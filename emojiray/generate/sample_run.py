@@ -274,7 +274,7 @@ def sample_run(prior: str, out: str, n: int, vqvae: str | None = None, cfg=None,
     from emojiray.generate.sampler import Sampler
     from emojiray.progress import Progress
     from emojiray.raykit import actor_pool_plan, init_ray
-    from emojiray.train.loop_utils import root_message
+    from emojiray.raykit import root_message
 
     cfg = cfg or SampleConfig()
     ray_cfg = ray_cfg or RayConfig()

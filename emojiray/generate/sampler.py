@@ -14,7 +14,7 @@ from emojiray.errors import EmojirayError
 from emojiray.images import from_model_output, grid, to_png_bytes
 from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import build_prior, sample_codes
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 
 # Sampling parameters a run may override, with the prior config field each one sets.
 PARAMS = ("temperature", "top_k", "top_p", "guidance", "maskgit_steps")

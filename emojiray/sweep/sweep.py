@@ -68,8 +68,8 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], data_uri: str, datas
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from emojiray.eval.vqvae import eval_vqvae
-    from emojiray.train import checkpoint as ckpt
-    from emojiray.train.loop_utils import root_message
+    from emojiray.models import checkpoint as ckpt
+    from emojiray.raykit import root_message
     from emojiray.train.vqvae_loop import RUN_NAME, train_loop
 
     cfg = apply_params(config_from_dict(base), params)
@@ -107,7 +107,7 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], data_uri: str, datas
 
 def _row(trial, result, space_keys) -> dict[str, Any]:
     """One Tune trial and its result -> a trial row for the report."""
-    from emojiray.train.loop_utils import root_message
+    from emojiray.raykit import root_message
 
     m = result.metrics or {}
     levels = sorted(k[len("codes_used_"):] for k in m if k.startswith("codes_used_"))

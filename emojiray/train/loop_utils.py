@@ -53,7 +53,7 @@ def restore_from_ray_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimiz
     ``model`` and ``opt``; return the saved trainer state ({} for a new run)."""
     import ray.train
 
-    from emojiray.train import checkpoint as ckpt
+    from emojiray.models import checkpoint as ckpt
 
     resumed = ray.train.get_checkpoint()
     if resumed is None:
@@ -121,23 +121,3 @@ class TensorBoard:
             if self.uri is not None and storage.is_s3(self.uri):
                 shutil.rmtree(self.local, ignore_errors=True)
             self.writer = None
-
-
-def root_message(exc: BaseException) -> str:
-    """The innermost meaningful one-line message of a (Ray-wrapped) exception chain."""
-    seen = set()
-    cur: BaseException | None = exc
-    best = str(exc)
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, EmojirayError):
-            return str(cur)
-        text = str(cur).strip()
-        if text:
-            best = text
-        cur = cur.__cause__ or cur.__context__
-    lines = [ln for ln in best.splitlines() if ln.strip()]
-    for ln in reversed(lines):  # Ray prints the worker traceback; the last line names the error
-        if "Error" in ln or "error" in ln:
-            return ln.strip()[:300]
-    return (lines[-1] if lines else type(exc).__name__)[:300]

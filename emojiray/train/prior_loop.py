@@ -25,9 +25,10 @@ from emojiray.data.codes import LABELS, load_codes_manifest, read_code_tables
 from emojiray.errors import EmojirayError
 from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import CONDITIONS, build_prior, nats_to_bits, prior_loss
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 from emojiray.train.loop_utils import (TensorBoard, any_worker, autocast, claim_run_dir, optimizer_step,
-                                       restore_from_ray_checkpoint, root_message, warmup_cosine)
+                                       restore_from_ray_checkpoint, warmup_cosine)
+from emojiray.raykit import root_message
 
 RUN_NAME = "prior"
 

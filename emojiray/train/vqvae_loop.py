@@ -37,9 +37,10 @@ from emojiray.metrics.codes import (bits_per_image, code_histogram, entropy_code
                                     usage)
 from emojiray.metrics.image import ReconstructionMeter
 from emojiray.models import build_vqvae
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 from emojiray.train.loop_utils import (TensorBoard, any_worker, autocast, claim_run_dir, optimizer_step,
-                                       restore_from_ray_checkpoint, root_message, warmup_cosine)
+                                       restore_from_ray_checkpoint, warmup_cosine)
+from emojiray.raykit import root_message
 
 RUN_NAME = "vqvae"
 

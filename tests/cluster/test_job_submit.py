@@ -209,7 +209,7 @@ def test_token_auth_is_enforced(head):
 def test_pipeline_job_on_s3_resumes_a_killed_training_run(head, s3):
     from emojiray import storage
     from emojiray.generate.sampler import Sampler
-    from emojiray.train import checkpoint as ckpt
+    from emojiray.models import checkpoint as ckpt
 
     address, env, secret_key = head
     run = storage.join(s3, f"jobs-{secrets.token_hex(4)}")

@@ -15,7 +15,7 @@ from emojiray.data.prepare import prepare
 from emojiray.errors import EmojirayError
 from emojiray.eval.vqvae import eval_vqvae
 from emojiray.models import build_vqvae
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 
 TINY = ModelConfig(channels=32, res_blocks=1, res_channels=16, codebook_size=[32, 16], code_dim=[8, 8])
 

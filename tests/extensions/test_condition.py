@@ -23,7 +23,7 @@ from emojiray.extensions.common import RunPaths
 from emojiray.extensions.condition import agreement, condition_report
 from emojiray.generate.sample_run import FORMAT, samples_table, table_bytes
 from emojiray.models.classifier import EmojiClassifier
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 from helpers import tiny_pair
 
 QUIET = dict(log=lambda *_: None)

@@ -20,7 +20,7 @@ from emojiray.extensions.upscale import (KIND, bicubic, build_upscaler, downsamp
                                          load_upscaler, nearest, train_upscaler, upscale)
 from emojiray.models import build_vqvae
 from emojiray.models.upscaler import LowResEncoder
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 from helpers import tiny_pair
 
 QUIET = dict(log=lambda *_: None)

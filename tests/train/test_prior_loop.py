@@ -16,7 +16,7 @@ from emojiray.data.prepare import prepare
 from emojiray.errors import EmojirayError
 from emojiray.generate.sampler import Sampler
 from emojiray.models import build_vqvae
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 from emojiray.train.prior_loop import train_prior
 
 pytestmark = pytest.mark.ray

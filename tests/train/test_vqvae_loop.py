@@ -9,7 +9,7 @@ import pytest
 from emojiray.config import Config, DataConfig, ModelConfig, RayConfig, TrainConfig
 from emojiray.data.prepare import prepare
 from emojiray.errors import EmojirayError
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 from emojiray.train.vqvae_loop import train_vqvae
 
 pytestmark = pytest.mark.ray

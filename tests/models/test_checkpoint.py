@@ -11,7 +11,7 @@ import torch
 from emojiray.config import Config, ModelConfig
 from emojiray.errors import EmojirayError
 from emojiray.models import build_vqvae
-from emojiray.train import checkpoint as ckpt
+from emojiray.models import checkpoint as ckpt
 
 SMALL = ModelConfig(channels=32, res_channels=16, codebook_size=[32, 16], code_dim=[8, 8])
 
