@@ -51,7 +51,8 @@ class RayConfig:
     num_cpus: int = 0  # local Ray only; 0 = all cores of this machine
     num_gpus: int = -1  # local Ray only; -1 = detect
     num_workers: int = 0  # training workers; 0 = one per GPU, or as many CPUs as are left
-    data_cpus: int = 1  # CPUs kept free for Ray Data when training workers take the rest
+    data_cpus: int = -1  # CPUs kept free for Ray Data beside training workers (-1 = auto: none when CPU
+    # workers train from a materialised dataset, else 1)
     use_gpu: bool = True  # train on GPUs when the cluster has them
     batch_size: int = 256  # images per batch when streaming shards
     cache_data: bool = True  # materialise decoded images in the object store once (small datasets)
@@ -97,7 +98,7 @@ class TrainConfig:
     max_failures: int = 2  # worker failures recovered from the last checkpoint
     report_every_s: float = 0.0  # validate + checkpoint at most this often (0 = every epoch)
     log_every: int = 50  # steps between TensorBoard scalars
-    image_every: int = 1  # epochs between TensorBoard image grids (0 = never)
+    image_every: int = 1  # reports between TensorBoard image grids (0 = never)
     eval_batches: int = 0  # validation batches per epoch (0 = the whole split)
 
 

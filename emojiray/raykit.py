@@ -45,22 +45,33 @@ def _quiet_ray_data() -> None:
     ctx.print_on_execution_start = False
 
 
+def data_cpus(cfg: RayConfig, use_gpu: bool) -> int:
+    """CPUs kept free for Ray Data beside the training workers: ``ray.data_cpus``, or with -1 (auto)
+    none when the workers train on CPUs from a materialised dataset (``ray.cache_data``: they read its
+    blocks from the object store themselves, no Ray Data task runs) and one otherwise."""
+    if cfg.data_cpus >= 0:
+        return cfg.data_cpus
+    return 0 if cfg.cache_data and not (cfg.use_gpu and use_gpu) else 1
+
+
 def plan_workers(cfg: RayConfig, cpus: float, gpus: float, node_cpus: float = 0) -> dict:
-    """How many training workers and what each takes, leaving ``cfg.data_cpus`` to Ray Data.
+    """How many training workers and what each takes, leaving :func:`data_cpus` to Ray Data.
 
     Pure arithmetic over the cluster's resources (tested without Ray): with GPUs, one worker per
-    GPU (or ``num_workers``); without, one worker per CPU left after Ray Data's share.
+    GPU (or ``num_workers``); without, ``num_workers`` or one worker per node's worth of the CPUs
+    left after Ray Data's share (a CPU worker uses its CPUs as intra-op threads).
     """
-
-    free = int(cpus) - cfg.data_cpus
     use_gpu = cfg.use_gpu and gpus >= 1
-    workers = cfg.num_workers or (int(gpus) if use_gpu else max(free, 1))
+    keep = data_cpus(cfg, use_gpu)
+    free = int(cpus) - keep
+    node = int(node_cpus) or max(free, 1)
+    workers = cfg.num_workers or (int(gpus) if use_gpu else max(1, -(-free // node)))
     if use_gpu and workers > int(gpus):
         raise EmojirayError(f"ray.num_workers={workers} but the cluster has {int(gpus)} GPU(s)")
     if free < workers:
         raise EmojirayError(
-            f"not enough CPUs: {workers} training worker(s) + ray.data_cpus={cfg.data_cpus} for Ray Data "
-            f"need {workers + cfg.data_cpus}, the cluster has {int(cpus)}; lower ray.num_workers or ray.data_cpus"
+            f"not enough CPUs: {workers} training worker(s) + {keep} CPU(s) for Ray Data (ray.data_cpus) "
+            f"need {workers + keep}, the cluster has {int(cpus)}; lower ray.num_workers or ray.data_cpus"
         )
     per_worker = {"CPU": max(1, free // workers)}
     if node_cpus:  # a worker lives on one node (``node_cpus``: the largest node's CPUs)
@@ -96,7 +107,7 @@ def actor_pool_plan(cfg: RayConfig, actors: int = 0, cpus_per_actor: int = 1, ma
     if cfg.use_gpu and gpus:
         count = max(1, min(actors or gpus, cap))
         return {"count": count, "threads": 0, "options": {"num_gpus": 1, "num_cpus": 1}}
-    keep = cfg.data_cpus if data_cpus is None else data_cpus
+    keep = max(cfg.data_cpus, 1) if data_cpus is None else data_cpus
     free = max(1, int(ray.available_resources().get("CPU", 0)) - keep)
     # an actor lives on one node: never ask one for more CPUs than the largest node has
     node = max(1, _largest_node_cpus())

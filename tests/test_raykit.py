@@ -7,9 +7,16 @@ from emojiray.errors import EmojirayError
 from emojiray.raykit import plan_workers
 
 
-def test_cpu_box_leaves_a_cpu_for_ray_data():
+def test_cpu_box_gives_every_cpu_to_training_unless_ray_data_streams():
+    # a materialised dataset on CPUs: no Ray Data task runs, one worker takes both cores as threads
     assert plan_workers(RayConfig(), cpus=2, gpus=0) == {
+        "num_workers": 1, "use_gpu": False, "resources_per_worker": {"CPU": 2}}
+    # streaming from the shards (no cache): Ray Data keeps one CPU
+    assert plan_workers(RayConfig(cache_data=False), cpus=2, gpus=0) == {
         "num_workers": 1, "use_gpu": False, "resources_per_worker": {"CPU": 1}}
+    assert plan_workers(RayConfig(data_cpus=1), cpus=2, gpus=0)["resources_per_worker"] == {"CPU": 1}
+    # several CPU nodes: one worker per node's worth of CPUs
+    assert plan_workers(RayConfig(), cpus=12, gpus=0, node_cpus=4)["num_workers"] == 3
     assert plan_workers(RayConfig(num_workers=2, data_cpus=2), cpus=8, gpus=0)["resources_per_worker"] == {"CPU": 3}
 
 
@@ -29,7 +36,7 @@ def test_a_worker_never_asks_for_more_cpus_than_one_node_has():
 
 def test_impossible_plans_are_one_line_errors():
     with pytest.raises(EmojirayError, match="not enough CPUs"):
-        plan_workers(RayConfig(num_workers=2), cpus=2, gpus=0)
+        plan_workers(RayConfig(num_workers=2, data_cpus=1), cpus=2, gpus=0)
     with pytest.raises(EmojirayError, match="GPU"):
         plan_workers(RayConfig(num_workers=4), cpus=32, gpus=2)
 

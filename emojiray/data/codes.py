@@ -75,7 +75,7 @@ def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print) -> d
 
     init_ray(cfg)
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    actors = max(1, gpus) if gpus else max(1, min(2, int(ray.cluster_resources().get("CPU", 1)) - cfg.data_cpus))
+    actors = max(1, gpus) if gpus else max(1, min(2, int(ray.cluster_resources().get("CPU", 1)) - max(cfg.data_cpus, 1)))
     run = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     splits: dict[str, Any] = {}
     fs, _ = storage.filesystem(out)

@@ -1,24 +1,51 @@
-"""A small single-device training loop for the extensions' helper models (classifier, upscaler).
+"""The extensions' helper models (classifier, upscaler) trained by the harness loop on one device.
 
-They are small and train on a few thousand in-memory images, so they use one device (a GPU when
-the Ray task running them has one) rather than a Ray Train run: AdamW, linear warm-up and cosine
-decay, bf16 autocast on CUDA, gradient clipping, an optional time budget, validation after every
-epoch and the best epoch's weights kept (pure PyTorch, no Ray).
+They are small and train on a few thousand in-memory images inside one Ray task (a GPU when the
+task has one), so they run :func:`emojiray.train.harness.run` directly rather than a Ray Train
+run: the same schedule (AdamW, warm-up + cosine decay, gradient clipping, a training-time budget,
+a stop on a non-finite loss), a validation after every epoch and the best epoch's weights kept.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from emojiray.errors import EmojirayError
-from emojiray.train.loop_utils import autocast, optimizer_step, warmup_cosine
+from emojiray.train import harness
+from emojiray.train.loop_utils import autocast
+
+
+class HelperFamily:
+    """A model with its own ``loss_fn(model, batch)`` and ``validate(model)`` as a harness family."""
+
+    score = None
+    generator = None
+
+    def __init__(self, model: nn.Module, loss_fn, validate, schedule: harness.Schedule, steps_per_epoch: int,
+                 weight_decay: float, device: torch.device, name: str):
+        self.name, self.model, self.net, self.device = name, model, model, device
+        self.loss_fn, self.validate = loss_fn, validate
+        self.opt = torch.optim.AdamW(model.parameters(), lr=schedule.lr, weight_decay=weight_decay)
+        self.schedule, self.steps_per_epoch = schedule, steps_per_epoch
+
+    def examples(self, batch: dict[str, torch.Tensor]) -> int:
+        return len(next(iter(batch.values())))
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        with autocast(self.device, True):
+            return {"loss": self.loss_fn(self.net, batch)}
+
+    def evaluate(self, batches) -> tuple[dict[str, float], None]:
+        return (self.validate(self.model) if self.validate else {}), None
+
+    def meta(self) -> dict[str, Any]:
+        return {}
 
 
 def fit(model: nn.Module, loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor],
@@ -41,49 +68,28 @@ def fit(model: nn.Module, loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]]
     batch_size = max(1, min(batch_size, n))
     steps_per_epoch = max(1, n // batch_size)
     total = epochs * steps_per_epoch
-    model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: warmup_cosine(s, min(100, total // 10), total, 0.05))
-    rng = np.random.default_rng(seed)
+    schedule = harness.Schedule(epochs=epochs, batch_size=batch_size, lr=lr, warmup_steps=min(100, total // 10),
+                                min_lr_ratio=0.05, grad_clip=grad_clip, max_seconds=max_seconds,
+                                log_every=1 << 30)
+    family = HelperFamily(model.to(device), loss_fn, validate, schedule, steps_per_epoch, weight_decay, device, label)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in train.items()}
-    history: list[dict[str, float]] = []
-    best, best_state = -math.inf, None
-    t0 = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.from_numpy(rng.permutation(n))
-        losses, seen, te = [], 0, time.perf_counter()
-        for i in range(steps_per_epoch):
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            batch = {k: v[idx].to(device, non_blocking=True) for k, v in tensors.items()}
-            with autocast(device, True):
-                loss = loss_fn(model, batch)
-            if not torch.isfinite(loss):
-                raise EmojirayError(f"{label}: the loss became {loss.item()} at epoch {epoch}; lower the learning rate")
-            optimizer_step(model, opt, loss, grad_clip)
-            sched.step()
-            losses.append(float(loss.detach()))
-            seen += len(idx)
-            if max_seconds and time.perf_counter() - t0 > max_seconds:
-                break
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
-               "images_per_s": seen / max(time.perf_counter() - te, 1e-9)}
-        if validate is not None:
-            model.eval()
-            with torch.no_grad():
-                row.update(validate(model))
-        history.append(row)
+    best = {"value": -math.inf, "state": None}
+
+    def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
         if score:
-            value = row[score] if higher_is_better else -row[score]
-            if value > best:
-                best, best_state = value, copy.deepcopy(model.state_dict())
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch")
-        log(f"{label}: epoch {epoch}/{epochs}: {shown}")
-        if max_seconds and time.perf_counter() - t0 > max_seconds:
-            log(f"{label}: time budget of {max_seconds:g} s reached")
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+            value = metrics[score] if higher_is_better else -metrics[score]
+            if value > best["value"]:
+                best.update(value=value, state=copy.deepcopy(model.state_dict()))
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "step"))
+        log(f"{label}: epoch {metrics['epoch']}/{epochs}: {shown}")
+
+    summary = harness.run(family, harness.in_memory_batches(tensors, batch_size, seed, device),
+                          (lambda: ()) if validate else None, report)
+    if summary["status"] != "ok":
+        raise EmojirayError(f"{label}: the {summary['status']}; lower the learning rate")
+    if max_seconds and summary["train_seconds"] >= max_seconds:
+        log(f"{label}: time budget of {max_seconds:g} s reached")
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
     model.eval()
-    return history
+    return summary["history"]

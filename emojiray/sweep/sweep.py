@@ -63,41 +63,24 @@ def tune_domains(space: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def run_trial(params: dict[str, Any], base: dict[str, Any], data_uri: str, datasets: dict[str, Any], out: str,
               image_size: int, train_images: int, resources: dict[str, float], fid_images: int) -> None:
     import ray.tune
-    from ray.train import DataConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train import ScalingConfig
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from emojiray.eval.vqvae import eval_vqvae
-    from emojiray.models import checkpoint as ckpt
-    from emojiray.raykit import root_message
-    from emojiray.train.vqvae_loop import RUN_NAME, train_loop
+    from emojiray.train.driver import fit
+    from emojiray.train.vqvae_loop import VQVAEFamily
 
     cfg = apply_params(config_from_dict(base), params)
     trial_dir = storage.join(out, "trials", ray.tune.get_context().get_trial_id())
-    fs, path = storage.filesystem(storage.join(trial_dir, "ray"))
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"cfg": cfg.to_dict(), "image_size": image_size, "train_images": train_images,
-                           "tb_uri": storage.join(trial_dir, "tensorboard")},
-        scaling_config=ScalingConfig(num_workers=1, use_gpu="GPU" in resources, resources_per_worker=resources),
-        datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=["train"]),
-        run_config=RunConfig(name=RUN_NAME, storage_path=path, storage_filesystem=fs,
-                             callbacks=[TuneReportCallback()]),
-    )
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # the trial fails with the user's one line; the sweep goes on
-        raise EmojirayError(f"trial training failed: {root_message(exc)}") from None
-    summary = result.return_value or {}
-    if summary.get("status", "ok") != "ok" or result.checkpoint is None:
-        raise EmojirayError(f"trial training stopped: {summary.get('status', 'no checkpoint')}")
-    model_uri = storage.join(trial_dir, "vqvae")
-    with result.checkpoint.as_directory() as d:
-        ckpt.export(d, model_uri)
-    ev = eval_vqvae(model_uri, data_uri, trial_dir, split="heldout", fid=fid_images >= 0,
+    try:  # resume=True: a restored trial goes on from its last epoch checkpoint
+        run = fit(VQVAEFamily, cfg, {"image_size": image_size, "train_images": train_images}, datasets, trial_dir,
+                  resume=True, quiet_claim=True, callbacks=[TuneReportCallback()],
+                  scaling=ScalingConfig(num_workers=1, use_gpu="GPU" in resources, resources_per_worker=resources))
+    except EmojirayError as exc:  # the trial fails with the user's one line; the sweep goes on
+        raise EmojirayError(f"trial {exc}") from None
+    ev = eval_vqvae(run["model"], data_uri, trial_dir, split="heldout", fid=fid_images >= 0,
                     fid_images=max(fid_images, 0), log=lambda *_: None)
-    ray.tune.report({**{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
+    ray.tune.report({**{k: v for k, v in run["final_metrics"].items() if isinstance(v, (int, float))},
                      "heldout_psnr": ev["psnr"], "heldout_ssim": ev["ssim"], "rfid": ev["rfid"],
                      "heldout_entropy_bits_per_image": ev["entropy_coded_bits_per_image"], "finished": 1})
 
@@ -133,7 +116,9 @@ def _concurrency(cfg: Config, cpus: float, gpus: float, use_gpu: bool) -> int:
     tc = cfg.tune
     if tc.max_concurrent:
         return tc.max_concurrent
-    by_cpu = max(1, int((cpus - cfg.ray.data_cpus) // max(tc.cpus_per_trial, 1)))
+    from emojiray.raykit import data_cpus
+
+    by_cpu = max(1, int((cpus - data_cpus(cfg.ray, use_gpu)) // max(tc.cpus_per_trial, 1)))
     return min(by_cpu, max(1, int(gpus / tc.gpus_per_trial))) if use_gpu else by_cpu
 
 

@@ -1,4 +1,4 @@
-"""Small pieces every training loop uses: schedules, precision, logging, agreement across workers."""
+"""Small pieces every training loop uses: the learning-rate schedule, precision, run directories, logging."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import shutil
 import tempfile
 
 import torch
-import torch.distributed as dist
 
 from emojiray import storage
 from emojiray.errors import EmojirayError
@@ -28,42 +27,6 @@ def autocast(device: torch.device, bf16: bool):
     if bf16 and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def any_worker(flag: bool, device: torch.device) -> bool:
-    """True on every worker if ``flag`` is true on any (so all of them stop together)."""
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t)
-    return bool(t.item() > 0)
-
-
-def optimizer_step(net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float) -> None:
-    """Backward, optional global-norm clipping, step."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-    opt.step()
-
-
-def restore_from_ray_checkpoint(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
-    """Load the run's latest Ray Train checkpoint (resume or restart after a failure) into
-    ``model`` and ``opt``; return the saved trainer state ({} for a new run)."""
-    import ray.train
-
-    from emojiray.models import checkpoint as ckpt
-
-    resumed = ray.train.get_checkpoint()
-    if resumed is None:
-        return {}
-    with resumed.as_directory() as d:
-        ckpt.load_weights(d, model)
-        state = ckpt.load_trainer_state(d) or {}
-    if "optimizer" in state:
-        opt.load_state_dict(state["optimizer"])
-    return state
 
 
 def claim_run_dir(run_dir: str, resume: bool, force: bool, log=print) -> None:

@@ -1,18 +1,16 @@
-"""`emojiray train-prior`: a prior over VQ codes trained by a Ray Train TorchTrainer.
+"""`emojiray train-prior`: a prior over VQ codes.
 
-Reads the code shards of `emojiray extract-codes` through Ray Data; one worker per GPU (or per
-CPU left after Ray Data). Every epoch rank 0 measures the validation split (NLL in bits per
-code, next-code accuracy) and reports a checkpoint; Ray Train keeps the best on validation
-(priors overfit small sets) plus the latest (for --resume and failures). After training the
-best model is exported to ``<out>/prior`` and, given the VQ-VAE, a sheet of decoded samples is
-written to ``<out>/samples_<kind>.png``.
+:class:`PriorFamily` is the Ray-free part (build, ``train_step``, ``evaluate``: validation NLL in
+bits per code and next/masked-code accuracy); :func:`train_prior` reads the code shards of
+`emojiray extract-codes` through Ray Data and trains the family with the one Ray driver
+(:func:`emojiray.train.driver.fit`). Ray Train keeps the best checkpoint on validation (priors
+overfit small sets) plus the latest (for --resume and failures); the best is exported to
+``<out>/prior``.
 """
 
 from __future__ import annotations
 
 import math
-import tempfile
-import time
 from typing import Any
 
 import numpy as np
@@ -20,15 +18,13 @@ import pyarrow as pa
 import torch
 
 from emojiray import storage
-from emojiray.config import Config, config_from_dict
+from emojiray.config import Config
 from emojiray.data.codes import LABELS, load_codes_manifest, read_code_tables
 from emojiray.errors import EmojirayError
 from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import CONDITIONS, build_prior, nats_to_bits, prior_loss
-from emojiray.models import checkpoint as ckpt
-from emojiray.train.loop_utils import (TensorBoard, any_worker, autocast, claim_run_dir, optimizer_step,
-                                       restore_from_ray_checkpoint, warmup_cosine)
-from emojiray.raykit import root_message
+from emojiray.train import harness
+from emojiray.train.loop_utils import autocast
 
 RUN_NAME = "prior"
 
@@ -73,115 +69,71 @@ def _codes(batch: dict[str, torch.Tensor], layout: CodeLayout, device) -> dict[s
     return {lv: batch[lv].to(device).view(-1, h, w) for lv, (h, w) in zip(layout.levels, layout.grids)}
 
 
-# -- worker ---------------------------------------------------------------------------------------
+# -- the family (no Ray) ------------------------------------------------------------------------------
 
 
-def train_loop(config: dict[str, Any]) -> dict[str, Any]:
-    import ray.train
-    import ray.train.torch
+class PriorFamily:
+    """A prior over codes as a :mod:`~emojiray.train.harness` family: next-code (or masked-code)
+    cross-entropy with condition dropout; the best checkpoint by validation bits per code.
 
-    cfg = config_from_dict(config["cfg"])
-    pc, tc = cfg.prior, cfg.train
-    layout = CodeLayout.from_dicts(config["levels"], config["grids"], config["sizes"])
-    n_classes = config["n_classes"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    torch.manual_seed(tc.seed)
+    ``spec``: {"levels", "grids", "sizes", "n_classes", "train_rows", "vocab", "vqvae",
+    "class_counts"}. Batches hold each level as (B, h*w) int64 and the label columns.
+    """
 
-    model = build_prior(pc, layout, n_classes).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=pc.lr, weight_decay=pc.weight_decay, betas=(0.9, 0.95))
-    steps_per_epoch = max(1, config["train_rows"] // (pc.batch_size * world))
-    total = steps_per_epoch * pc.epochs
-    state = restore_from_ray_checkpoint(model, opt)
-    step, epoch0, history = int(state.get("step", 0)), int(state.get("epoch", 0)), list(state.get("history", []))
-    elapsed = float(state.get("elapsed", 0.0))  # training seconds so far (prior.max_seconds), kept across resumes
-    net = ray.train.torch.prepare_model(model)
-    tb = TensorBoard(config["tb_uri"] if rank == 0 else None)
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val") if rank == 0 else None
-    cond_name = pc.condition
-    gen = torch.Generator(device=device).manual_seed(tc.seed + 1000 * rank)
+    name = RUN_NAME
+    score = ("val_bits_per_code", "min")  # priors overfit small sets: keep the best on validation
 
-    status = "ok"
-    for epoch in range(epoch0, pc.epochs):
-        net.train()
-        t0, loss_sum, n_steps, seen = time.perf_counter(), 0.0, 0, 0
-        for batch in train_shard.iter_torch_batches(batch_size=pc.batch_size, drop_last=True,
-                                                    local_shuffle_buffer_size=4 * pc.batch_size):
-            for g in opt.param_groups:
-                g["lr"] = pc.lr * warmup_cosine(step, pc.warmup_steps, total, 0.1)
-            codes = _codes(batch, layout, device)
-            cond = None
-            if cond_name != "none":
-                cond = batch[cond_name].to(device)
-                drop = torch.rand(cond.shape, generator=gen, device=device) < pc.cond_dropout
-                cond = cond.masked_fill(drop, n_classes)  # condition dropout: learn the unconditional model too
-            with autocast(device, tc.bf16):
-                loss, _, _ = prior_loss(net, pc.kind, layout, codes, cond, gen)
-            if any_worker(not torch.isfinite(loss).item(), device):
-                status = f"loss became {loss.item()} at step {step} (epoch {epoch + 1})"
-                break
-            optimizer_step(net, opt, loss, tc.grad_clip)
-            step, n_steps, seen = step + 1, n_steps + 1, seen + codes[layout.levels[0]].shape[0]
-            loss_sum += loss.item()
-            if rank == 0 and step % tc.log_every == 0:
-                tb.scalars(step, **{"train/bits_per_code": nats_to_bits(loss.item()),
-                                    "train/lr": opt.param_groups[0]["lr"]})
-            if pc.max_seconds and any_worker(elapsed + time.perf_counter() - t0 >= pc.max_seconds, device):
-                break  # every worker stops at the same step (DDP collectives must pair up)
-        elapsed += time.perf_counter() - t0
-        if status != "ok":
-            break
-        if n_steps == 0:
-            raise EmojirayError(f"no full training batch: {config['train_rows']} images over {world} worker(s) "
-                                f"is fewer than prior.batch_size={pc.batch_size}")
-        metrics = {"epoch": epoch + 1, "step": step, "train_bits_per_code": nats_to_bits(loss_sum / n_steps),
-                   "images_per_s": seen * world / (time.perf_counter() - t0)}
-        if rank == 0:
-            metrics.update(_validate(model, pc, layout, val_shard, device, tc, n_classes))
-            tb.scalars(step, **{f"val/{k}": v for k, v in metrics.items()})
-            tb.flush()
-        history.append({k: float(v) for k, v in metrics.items()})
-        _report(metrics, rank, model, cfg, config, step, epoch + 1, history, opt, elapsed)
-        if pc.max_seconds and elapsed >= pc.max_seconds:
-            break
-    tb.close()
-    return {"status": status, "step": step, "history": history}
+    def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
+                 rank: int = 0):
+        pc, tc = cfg.prior, cfg.train
+        self.cfg, self.spec, self.device = cfg, spec, torch.device(device)
+        self.layout = CodeLayout.from_dicts(spec["levels"], spec["grids"], spec["sizes"])
+        self.n_classes = spec["n_classes"]
+        self.model = build_prior(pc, self.layout, self.n_classes).to(self.device)
+        self.net = self.model
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=pc.lr, weight_decay=pc.weight_decay,
+                                     betas=(0.9, 0.95))
+        self.schedule = harness.Schedule(
+            epochs=pc.epochs, batch_size=pc.batch_size, lr=pc.lr, warmup_steps=pc.warmup_steps, min_lr_ratio=0.1,
+            grad_clip=tc.grad_clip, max_seconds=pc.max_seconds, report_every_s=tc.report_every_s,
+            log_every=tc.log_every)
+        self.steps_per_epoch = max(1, spec["train_rows"] // (pc.batch_size * world))
+        self.generator = torch.Generator(device=self.device).manual_seed(tc.seed + 1000 * rank)
 
+    def examples(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch[self.layout.levels[0]].shape[0]
 
-@torch.no_grad()
-def _validate(model, pc, layout, val_iter, device, tc, n_classes) -> dict[str, float]:
-    model.eval()
-    gen = torch.Generator(device=device).manual_seed(0)  # fixed masks for MaskGIT: comparable epochs
-    nats, correct, count = 0.0, 0, 0
-    for batch in val_iter.iter_torch_batches(batch_size=256):
-        codes = _codes(batch, layout, device)
-        cond = batch[pc.condition].to(device) if pc.condition != "none" else None
-        with autocast(device, tc.bf16):
-            loss, ok, n = prior_loss(model, pc.kind, layout, codes, cond, gen)
-        nats += loss.item() * n
-        correct += ok
-        count += n
-    model.train()
-    return {"val_bits_per_code": nats_to_bits(nats / max(count, 1)), "val_accuracy": correct / max(count, 1)}
+    def _inputs(self, batch):
+        codes = _codes(batch, self.layout, self.device)
+        cond = batch[self.cfg.prior.condition].to(self.device) if self.cfg.prior.condition != "none" else None
+        return codes, cond
 
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        codes, cond = self._inputs(batch)
+        if cond is not None:  # condition dropout: learn the unconditional model too (guidance)
+            drop = torch.rand(cond.shape, generator=self.generator, device=self.device) < self.cfg.prior.cond_dropout
+            cond = cond.masked_fill(drop, self.n_classes)
+        with autocast(self.device, self.cfg.train.bf16):
+            loss, _, _ = prior_loss(self.net, self.cfg.prior.kind, self.layout, codes, cond, self.generator)
+        return {"loss": loss, "bits_per_code": loss.detach() / math.log(2)}
 
-def _report(metrics, rank, model, cfg: Config, config, step, epoch, history, opt, elapsed: float) -> None:
-    import ray.train
+    def evaluate(self, batches) -> tuple[dict[str, float], None]:
+        gen = torch.Generator(device=self.device).manual_seed(0)  # fixed masks for MaskGIT: comparable reports
+        nats, correct, count = 0.0, 0, 0
+        for batch in batches:
+            codes, cond = self._inputs(batch)
+            with autocast(self.device, self.cfg.train.bf16):
+                loss, ok, n = prior_loss(self.model, self.cfg.prior.kind, self.layout, codes, cond, gen)
+            nats += loss.item() * n
+            correct += ok
+            count += n
+        return {"val_bits_per_code": nats_to_bits(nats / max(count, 1)), "val_accuracy": correct / max(count, 1)}, None
 
-    if rank != 0:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as d:
-        ckpt.save(d, model, "prior", cfg.to_dict(), trainer_state={"optimizer": opt.state_dict(), "step": step,
-                                                                  "epoch": epoch, "history": history,
-                                                                  "elapsed": elapsed},
-                  step=step, epoch=epoch, metrics=metrics,
-                  layout={"levels": config["levels"], "grids": config["grids"], "sizes": config["sizes"]},
-                  n_classes=config["n_classes"], vocab=config["vocab"], vqvae=config["vqvae"],
-                  class_counts=config.get("class_counts", []))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+    def meta(self) -> dict[str, Any]:
+        s = self.spec
+        return {"layout": {"levels": s["levels"], "grids": s["grids"], "sizes": s["sizes"]},
+                "n_classes": s["n_classes"], "vocab": s["vocab"], "vqvae": s["vqvae"],
+                "class_counts": s.get("class_counts", [])}
 
 
 # -- driver ---------------------------------------------------------------------------------------
@@ -200,61 +152,34 @@ def _class_counts(codes_uri: str, manifest: dict[str, Any], condition: str, n_cl
 
 def train_prior(cfg: Config, codes_uri: str, out: str, resume: bool = False, force: bool = False,
                 log=print) -> dict[str, Any]:
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
-    from ray.train.torch import TorchTrainer
-
     from emojiray.raykit import init_ray, scaling_config
+    from emojiray.train.driver import fit
 
     manifest = load_codes_manifest(codes_uri)
     layout = layout_of(manifest)
     n_classes = n_classes_of(manifest, cfg.prior.condition)
     build_prior(cfg.prior, layout, n_classes)  # config errors before any worker starts
     train_rows = manifest["splits"]["train"]["rows"]
-    class_counts = _class_counts(codes_uri, manifest, cfg.prior.condition, n_classes)
-    run_dir = storage.join(out, "ray", RUN_NAME)
-    claim_run_dir(run_dir, resume, force, log)
+    spec = {"levels": list(layout.levels), "grids": {lv: list(g) for lv, g in zip(layout.levels, layout.grids)},
+            "sizes": dict(zip(layout.levels, layout.sizes)), "n_classes": n_classes, "train_rows": train_rows,
+            "class_counts": _class_counts(codes_uri, manifest, cfg.prior.condition, n_classes),
+            "vocab": manifest["vocab"], "vqvae": manifest["vqvae"]}
     init_ray(cfg.ray)
     scaling = scaling_config(cfg.ray)
-    fs, ray_path = storage.filesystem(storage.join(out, "ray"))
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"cfg": cfg.to_dict(), "levels": list(layout.levels),
-                           "grids": {lv: list(g) for lv, g in zip(layout.levels, layout.grids)},
-                           "sizes": dict(zip(layout.levels, layout.sizes)), "n_classes": n_classes,
-                           "train_rows": train_rows, "class_counts": class_counts, "vocab": manifest["vocab"], "vqvae": manifest["vqvae"],
-                           "tb_uri": storage.join(out, "tensorboard")},
-        scaling_config=scaling,
-        datasets=read_code_splits(codes_uri, manifest, cache=cfg.ray.cache_data),
-        dataset_config=DataConfig(datasets_to_split=["train"]),
-        run_config=RunConfig(
-            name=RUN_NAME, storage_path=ray_path, storage_filesystem=fs,
-            failure_config=FailureConfig(max_failures=cfg.train.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_bits_per_code",
-                                               checkpoint_score_order="min"),
-        ),
-    )
+    if train_rows < cfg.prior.batch_size * scaling.num_workers:
+        raise EmojirayError(f"no full training batch: {train_rows} code grids over {scaling.num_workers} "
+                            f"worker(s) is fewer than prior.batch_size={cfg.prior.batch_size}")
     log(f"train-prior: {cfg.prior.kind} (condition: {cfg.prior.condition}) on {train_rows} code grids, "
         f"{scaling.num_workers} worker(s), {cfg.prior.epochs} epoch(s) -> {out}")
-    try:
-        result = trainer.fit()
-    except Exception as exc:  # Ray wraps worker errors; surface the user's one line
-        raise EmojirayError(f"training failed: {root_message(exc)}") from None
-    summary = result.return_value or {}
-    best = min(result.best_checkpoints, key=lambda cm: cm[1].get("val_bits_per_code", math.inf))[0] \
-        if result.best_checkpoints else result.checkpoint
-    if best is None:
-        raise EmojirayError(f"training produced no checkpoint ({summary.get('status', 'unknown reason')})")
-    model_uri = storage.join(out, "prior")
-    with best.as_directory() as d:
-        ckpt.export(d, model_uri)
-        meta = ckpt.read_meta(d, kind="prior")
-    if summary.get("status", "ok") != "ok":
-        raise EmojirayError(f"training stopped: {summary['status']}; the best checkpoint "
-                            f"(epoch {meta['epoch']}) is kept at {model_uri}")
-    record = {"prior": model_uri, "kind": cfg.prior.kind, "condition": cfg.prior.condition,
-              "best_epoch": meta["epoch"], "metrics": meta.get("metrics", {}), "history": summary.get("history", [])}
+    run = fit(PriorFamily, cfg, spec, read_code_splits(codes_uri, manifest, cache=cfg.ray.cache_data), out,
+              resume=resume, force=force, log=log, scaling=scaling)
+    meta = run["meta"]
+    record = {"prior": run["model"], "kind": cfg.prior.kind, "condition": cfg.prior.condition,
+              "best_epoch": meta["epoch"], "metrics": meta.get("metrics", {}),
+              "train_seconds": run["summary"].get("train_seconds"), "wall_seconds": run["wall_seconds"],
+              "history": run["summary"].get("history", [])}
     storage.write_json(storage.join(out, "train_prior.json"), record)
     m = record["metrics"]
     log(f"train-prior: best epoch {meta['epoch']}: val {m.get('val_bits_per_code', math.nan):.3f} bits/code, "
-        f"accuracy {m.get('val_accuracy', math.nan):.3f} -> {model_uri}")
+        f"accuracy {m.get('val_accuracy', math.nan):.3f} -> {run['model']}")
     return record

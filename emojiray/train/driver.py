@@ -1,0 +1,148 @@
+"""The one Ray Train driver: a family's :func:`emojiray.train.harness.run` on TorchTrainer workers.
+
+``fit(family_cls, cfg, spec, datasets, out)`` is how the tokenizer, the priors and the sweep's
+trials train: it claims the run directory (``--resume`` / ``--force``), sizes the workers to the
+cluster, starts a ``TorchTrainer`` whose every worker builds the family, restores the latest
+checkpoint (a resume, or a restart after a worker failure), wraps the model in DDP and runs the
+Ray-free loop over its Ray Data shard; rank 0 validates and checkpoints at each report. Afterwards
+the best checkpoint (by the family's score) or the last is exported to ``<out>/<family.name>``;
+a failure is one line, a stop on a non-finite loss keeps the last good model.
+
+Layout under ``out``::
+
+    ray/<name>/      Ray Train's run: checkpoint_* directories (resume, failures)
+    tensorboard/     the family's scalars and image grids
+    <name>/          the exported model (meta.json + model.safetensors)
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from typing import Any
+
+import torch
+
+from emojiray import storage
+from emojiray.config import Config, config_from_dict
+from emojiray.errors import EmojirayError
+from emojiray.models import checkpoint as ckpt
+from emojiray.train import harness
+from emojiray.train.loop_utils import TensorBoard, claim_run_dir
+
+
+def agree_any(device: torch.device):
+    """Agreement across DDP workers: each flag is true everywhere if it is true on any worker (one
+    all-reduce for all flags)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return harness.single
+
+    def agree(flags: list[bool]) -> list[bool]:
+        t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return [bool(v) for v in t.tolist()]
+
+    return agree
+
+
+def worker(config: dict[str, Any]) -> dict[str, Any]:
+    """Ray Train's per-worker function: build the family, restore, run the harness loop."""
+    import ray.train
+    import ray.train.torch
+
+    cfg = config_from_dict(config["cfg"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every worker
+    family = config["family"](cfg, config["spec"], device, world=world, rank=rank)
+    state = {}
+    resumed = ray.train.get_checkpoint()
+    if resumed is not None:
+        with resumed.as_directory() as d:
+            state = harness.restore(d, family)
+    family.net = ray.train.torch.prepare_model(family.model, parallel_strategy_kwargs={"broadcast_buffers": False})
+    if cfg.train.compile:
+        family.net = torch.compile(family.net)
+    batch_size = family.schedule.batch_size
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val") if rank == 0 else None
+
+    def train_batches():
+        return train_shard.iter_torch_batches(batch_size=batch_size, device=device, drop_last=True,
+                                              local_shuffle_buffer_size=4 * batch_size)
+
+    def val_batches():
+        return val_shard.iter_torch_batches(batch_size=256, device=device)
+
+    def report(metrics: dict[str, float], st: dict[str, Any]) -> None:
+        if rank != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            harness.save(d, family, config["cfg"], st, metrics)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+    summary = harness.run(family, train_batches, val_batches if rank == 0 else None, report, state=state,
+                          agree=agree_any(device), world=world,
+                          tb=TensorBoard(config["tb_uri"] if rank == 0 else None))
+    return summary
+
+
+def fit(family_cls, cfg: Config, spec: dict[str, Any], datasets: dict[str, Any], out: str, *,
+        resume: bool = False, force: bool = False, log=print, scaling=None, callbacks=(),
+        quiet_claim: bool = False) -> dict[str, Any]:
+    """Train ``family_cls`` with Ray Train on ``datasets`` ({"train", "val"} Ray Datasets); export
+    the chosen checkpoint to ``<out>/<name>``. Returns {model, meta, summary, checkpoint, workers,
+    use_gpu, wall_seconds, metrics}. ``scaling`` overrides the cluster-sized ScalingConfig (a Tune
+    trial's resources); ``callbacks`` go to the RunConfig (Tune's report callback)."""
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
+
+    from emojiray.raykit import init_ray, root_message, scaling_config
+
+    name, score = family_cls.name, family_cls.score
+    out = storage.absolute(out)
+    ray_dir = storage.join(out, "ray")
+    claim_run_dir(storage.join(ray_dir, name), resume, force, (lambda *_: None) if quiet_claim else log)
+    init_ray(cfg.ray)
+    scaling = scaling or scaling_config(cfg.ray)
+    fs, ray_path = storage.filesystem(ray_dir)
+    keep = {"checkpoint_score_attribute": score[0], "checkpoint_score_order": score[1]} if score else {}
+    trainer = TorchTrainer(
+        worker,
+        train_loop_config={"family": family_cls, "cfg": cfg.to_dict(), "spec": spec,
+                           "tb_uri": storage.join(out, "tensorboard")},
+        scaling_config=scaling,
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+        run_config=RunConfig(name=name, storage_path=ray_path, storage_filesystem=fs, callbacks=list(callbacks),
+                             failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2, **keep)),
+    )
+    t0 = time.perf_counter()
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # Ray wraps worker errors; surface the user's one line
+        raise EmojirayError(f"training failed: {root_message(exc)}") from None
+    summary = result.return_value or {}
+    chosen = result.checkpoint
+    if score and result.best_checkpoints:
+        sign = 1 if score[1] == "min" else -1
+        chosen = min(result.best_checkpoints, key=lambda cm: sign * cm[1].get(score[0], sign * math.inf))[0]
+    if chosen is None:
+        raise EmojirayError(f"training produced no checkpoint ({summary.get('status', 'unknown reason')})")
+    model_uri = storage.join(out, name)
+    with chosen.as_directory() as d:
+        ckpt.export(d, model_uri)
+        meta = ckpt.read_meta(d, kind=name)
+    if summary.get("status", "ok") != "ok":
+        which = "best" if score else "last good"
+        raise EmojirayError(f"training stopped: {summary['status']}; the {which} checkpoint "
+                            f"(epoch {meta['epoch']}) is kept at {model_uri}")
+    return {"model": model_uri, "meta": meta, "summary": summary, "checkpoint": chosen.path,
+            "workers": scaling.num_workers, "use_gpu": scaling.use_gpu, "metrics": meta.get("metrics", {}),
+            "wall_seconds": round(time.perf_counter() - t0, 1), "final_metrics": result.metrics or {}}
