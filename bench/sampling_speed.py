@@ -4,10 +4,12 @@
     python bench/sampling_speed.py --end-to-end 50000 --real results/bench/data-64
     python bench/sampling_speed.py --prior maskgit=URI --prior transformer=URI [--vqvae URI] ...
     python bench/sampling_speed.py --preset smoke --batch-sizes 8 --seconds 2 --threads 1 --out /tmp/ss.json
+    python bench/sampling_speed.py --kinds maskgit transformer pixelsnail --batch-sizes 8 64 512 --seconds 1 --budget 60
 
 Measures samples/s of each prior (``--kinds``) at each batch size, from code sampling to decoded
 uint8 images in CPU memory, as ``Sampler.generate`` makes them: one warm-up call per (kind,
-batch), then calls until ``--seconds`` have passed. The transformer is also measured without its
+batch), then calls until ``--seconds`` have passed; with ``--budget`` the measurements stop before
+that many seconds (see there). The transformer is also measured without its
 KV cache (``transformer_nocache``: one full forward pass per code position, as the reference
 sampler does), so the speed-up of the cache comes from the same run. Sampling is unconditional
 (no class ids) with the prior's default parameters; a conditional prior then samples through its
@@ -79,6 +81,10 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+",
                     help="default: 8 64 256 1024 on a GPU, 8 64 on CPU")
     ap.add_argument("--seconds", type=float, default=10, help="timed sampling per (prior, batch size)")
+    ap.add_argument("--budget", type=float, default=0, metavar="SECONDS",
+                    help="time for all measurements (0 = no limit): a (prior, batch size) that would end past it "
+                         "(two calls, predicted from the same sampler's previous batch size, scaled linearly) "
+                         "is skipped and listed under 'skipped'; order --kinds by priority")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads of the measurements (0 = torch's default; 1 on a busy CPU)")
     ap.add_argument("--end-to-end", type=int, default=0, metavar="N",
@@ -110,10 +116,12 @@ def main() -> None:
         vqvae = args.vqvae
         if not priors:
             priors, vqvae = random_checkpoints(cfg, kinds, Path(tmp))
-        results, image_size = [], None
+        results, skipped, image_size = [], [], None
+        budget = Budget(args.budget)
         for kind in kinds:
-            image_size, rows = measure_prior(kind, priors[kind], vqvae, batch_sizes, args.seconds, cuda)
+            image_size, rows = measure_prior(kind, priors[kind], vqvae, batch_sizes, args.seconds, cuda, budget)
             results += rows
+        skipped = budget.skipped
 
         best = {}
         for r in results:
@@ -128,6 +136,8 @@ def main() -> None:
             "checkpoints": {k: priors[k] for k in kinds} if args.prior else "random (preset sizes)",
             "image_size": image_size,
             "seconds_per_measurement": args.seconds,
+            "budget_seconds": args.budget or None,
+            "skipped": skipped,
             "threads": torch.get_num_threads(),
             "results": results,
             "best": best,
@@ -140,7 +150,9 @@ def main() -> None:
         if args.end_to_end > 0:
             if real_size != image_size:
                 ap.error(f"--real {args.real} holds {real_size} px images, the models make {image_size} px")
-            e2e_kind = args.e2e_kind or max(kinds, key=best.__getitem__)
+            if not best:
+                ap.error("--end-to-end: no prior was measured (all skipped by --budget)")
+            e2e_kind = args.e2e_kind or max(best.keys() & set(kinds), key=best.__getitem__)
             e2e_batch = max((r for r in results if r["prior"] == e2e_kind), key=lambda r: r["samples_per_s"])
             record["end_to_end"] = end_to_end(cfg, priors[e2e_kind], vqvae, args, e2e_batch["batch_size"], cuda)
 
@@ -177,16 +189,49 @@ def random_checkpoints(cfg: Config, kinds: list[str], root: Path) -> tuple[dict[
     return priors, str(vq_dir)
 
 
+class Budget:
+    """``--budget``: seconds for all measurements from the first one on (0 = no limit). A measurement
+    runs when the time used so far plus its predicted time fits: two calls (warm-up + one timed),
+    each as long as the same sampler's call at its previous batch size, scaled by the batch size."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.t0, self.skipped = seconds, None, []
+        self.last: dict[str, tuple[int, float]] = {}  # sampler -> (batch size, seconds per call)
+
+    def admits(self, name: str, batch: int) -> bool:
+        if self.t0 is None:
+            self.t0 = time.perf_counter()
+        if not self.seconds:
+            return True
+        prev = self.last.get(name)
+        predicted = 2 * prev[1] * batch / prev[0] if prev else 0.0
+        used = time.perf_counter() - self.t0
+        if used + predicted <= self.seconds:
+            return True
+        self.skipped.append({"prior": name, "batch_size": batch, "predicted_seconds": predicted,
+                             "used_seconds": used})
+        print(f"  {name:20s} batch {batch:5d}: skipped (--budget {self.seconds:g} s: {used:.0f} s used, "
+              f"{predicted:.0f} s predicted)", flush=True)
+        return False
+
+    def record(self, name: str, batch: int, result: dict) -> None:
+        self.last[name] = (batch, result["seconds"] * batch / result["samples"])
+
+
 def measure_prior(kind: str, prior: str, vqvae: str | None, batch_sizes: list[int], seconds: float,
-                  cuda: bool) -> tuple[int, list[dict]]:
+                  cuda: bool, budget: Budget | None = None) -> tuple[int, list[dict]]:
     """(image size, one result per sampler and batch size) of one prior checkpoint."""
+    budget = budget or Budget(0)
     sampler = Sampler(prior, vqvae)
     if sampler.kind != kind:
         raise SystemExit(f"--prior {kind}={prior} is a {sampler.kind} prior")
     rows = []
     for name, fn in samplers(sampler).items():
         for bs in batch_sizes:
+            if not budget.admits(name, bs):
+                continue
             r = {"prior": name, "batch_size": bs, **measure(fn, bs, seconds, cuda)}
+            budget.record(name, bs, r)
             ref = REFERENCE["samples_per_s"].get(bs)
             r["ratio_vs_reference"] = r["samples_per_s"] / ref if ref else None
             print(f"  {name:20s} batch {bs:5d}: {r['samples_per_s']:10,.1f} samples/s", flush=True)
@@ -237,7 +282,8 @@ def measure(fn: Callable[[int], np.ndarray], batch: int, seconds: float, cuda: b
 def kv_cache_speedup(results: list[dict]) -> dict[int, float]:
     """{batch size: transformer samples/s with the KV cache / without it}."""
     rate = {(r["prior"], r["batch_size"]): r["samples_per_s"] for r in results}
-    return {bs: rate[("transformer", bs)] / rate[(NOCACHE, bs)] for (p, bs) in rate if p == NOCACHE}
+    return {bs: rate[("transformer", bs)] / rate[(NOCACHE, bs)] for (p, bs) in rate
+            if p == NOCACHE and ("transformer", bs) in rate}
 
 
 def end_to_end(cfg: Config, prior: str, vqvae: str | None, args: argparse.Namespace, batch_size: int,
@@ -287,6 +333,8 @@ def print_summary(record: dict, out: str) -> None:
               f"for {e['target_samples']:,}), FID {fmt(e['fid'], 2)}, KID {fmt(e['kid'], 4)}, "
               f"precision {fmt(e['precision'], 3)}, recall {fmt(e['recall'], 3)}, "
               f"memorized {fmt(100 * e['memorized_share'], 1)}%")
+    for s in record.get("skipped") or []:
+        print(f"  {s['prior']} at batch {s['batch_size']}: skipped by --budget")
     print(f"-> {out}")
 
 

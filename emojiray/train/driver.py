@@ -32,18 +32,17 @@ from emojiray.train import harness
 from emojiray.train.loop_utils import TensorBoard, claim_run_dir
 
 
-def agree_any(device: torch.device):
-    """Agreement across DDP workers: each flag is true everywhere if it is true on any worker (one
-    all-reduce for all flags)."""
+def agree_max(device: torch.device) -> harness.Agree:
+    """Agreement across DDP workers: each value's maximum over all of them (one all-reduce)."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return harness.single
 
-    def agree(flags: list[bool]) -> list[bool]:
-        t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
+    def agree(values: list[float]) -> list[float]:
+        t = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return [bool(v) for v in t.tolist()]
+        return t.tolist()
 
     return agree
 
@@ -87,7 +86,7 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     summary = harness.run(family, train_batches, val_batches if rank == 0 else None, report, state=state,
-                          agree=agree_any(device), world=world,
+                          agree=agree_max(device), world=world,
                           tb=TensorBoard(config["tb_uri"] if rank == 0 else None))
     return summary
 

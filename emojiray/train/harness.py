@@ -68,15 +68,18 @@ class Family(Protocol):
     def meta(self) -> dict[str, Any]: ...
 
 
-def single(flags: list[bool]) -> list[bool]:
-    """Agreement on one worker: the flags as they are."""
-    return flags
+Agree = Callable[[list[float]], list[float]]  # each value's maximum over the workers
 
 
-def step(family: Family, loss: torch.Tensor, agree: Callable[[list[bool]], list[bool]] = single) -> bool:
+def single(values: list[float]) -> list[float]:
+    """Agreement on one worker: the values as they are."""
+    return values
+
+
+def step(family: Family, loss: torch.Tensor, agree: Agree = single) -> bool:
     """Backward, clip, optimiser step -- unless the loss is not finite on some worker (then no worker
     steps, so DDP's collectives still pair up, and False)."""
-    if agree([not bool(torch.isfinite(loss))])[0]:
+    if agree([0.0 if bool(torch.isfinite(loss)) else 1.0])[0] > 0:
         return False
     family.opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -88,15 +91,17 @@ def step(family: Family, loss: torch.Tensor, agree: Callable[[list[bool]], list[
 
 def run(family: Family, train_batches: Callable[[], Iterable[dict]], val_batches: Callable[[], Iterable[dict]] | None,
         report: Callable[[dict[str, float], dict[str, Any]], None], *, state: dict[str, Any] | None = None,
-        agree: Callable[[list[bool]], list[bool]] = single, world: int = 1, tb: TensorBoard | None = None,
+        agree: Agree = single, world: int = 1, tb: TensorBoard | None = None,
         clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Train ``family`` until its epochs or time budget run out, or the loss stops being finite.
 
     ``train_batches()`` yields one epoch of this worker's batches; ``val_batches()`` (None on
     workers that do not validate) the held-out ones. ``report(metrics, state)`` is called at every
-    report with the metrics and the trainer state (:func:`save` it to checkpoint). ``agree`` makes
-    every worker take the same decision (stop, report) at the same step. Returns the summary:
-    status ("ok" or why it stopped), step, epoch, training seconds, history.
+    report with the metrics and the trainer state (:func:`save` it to checkpoint). ``agree`` (the
+    maximum over workers) gives every worker the same clock, so all of them take the same decision
+    (stop, report) at the same step and use the same learning rate. With a time budget the cosine
+    decay follows whichever runs out first, the steps or the seconds: a budgeted run ends annealed.
+    Returns the summary: status ("ok" or why it stopped), step, epoch, training seconds, history.
     """
     sc = family.schedule
     state = dict(state or {})
@@ -104,7 +109,7 @@ def run(family: Family, train_batches: Callable[[], Iterable[dict]], val_batches
     elapsed, history = float(state.get("elapsed", 0.0)), list(state.get("history", []))
     total = family.steps_per_epoch * sc.epochs
     tb = tb or TensorBoard(None)
-    status, epoch, last_report = "ok", epoch0, elapsed
+    status, epoch, last_report, now = "ok", epoch0, elapsed, elapsed
     window = {"sums": {}, "steps": 0, "seen": 0, "seconds": 0.0}  # since the last report
 
     def do_report(epoch_done: int) -> None:
@@ -132,7 +137,8 @@ def run(family: Family, train_batches: Callable[[], Iterable[dict]], val_batches
         t0, n_steps, reported_mid = clock(), 0, False
         for batch in train_batches():
             for g in family.opt.param_groups:
-                g["lr"] = sc.lr * warmup_cosine(step_no, sc.warmup_steps, total, sc.min_lr_ratio)
+                g["lr"] = sc.lr * warmup_cosine(step_no, sc.warmup_steps, total, sc.min_lr_ratio,
+                                                time_fraction=now / sc.max_seconds if sc.max_seconds else 0.0)
             logs = family.train_step(batch)
             if not step(family, logs["loss"], agree):
                 status = f"loss became {logs['loss'].item()} at step {step_no} (epoch {epoch + 1})"
@@ -145,10 +151,9 @@ def run(family: Family, train_batches: Callable[[], Iterable[dict]], val_batches
             if step_no % sc.log_every == 0:
                 tb.scalars(step_no, **{f"train/{k}": v for k, v in logs.items()},
                            **{"train/lr": family.opt.param_groups[0]["lr"]})
-            now = elapsed + clock() - t0
-            out_of_time, due = agree([bool(sc.max_seconds and now >= sc.max_seconds),
-                                      bool(sc.report_every_s and now - last_report >= sc.report_every_s)])
-            if out_of_time:
+            now = agree([elapsed + clock() - t0])[0]  # the slowest worker's training time
+            due = bool(sc.report_every_s and now - last_report >= sc.report_every_s)
+            if sc.max_seconds and now >= sc.max_seconds:
                 break  # every worker stops at the same step
             if due:  # a report inside a long epoch; the checkpoint resumes at the start of this epoch
                 window["seconds"] += now - elapsed
@@ -157,7 +162,7 @@ def run(family: Family, train_batches: Callable[[], Iterable[dict]], val_batches
                 t0, reported_mid = clock(), True
         took = clock() - t0
         window["seconds"] += took
-        elapsed += took
+        elapsed = now = agree([elapsed + took])[0]
         if status != "ok":
             break
         if n_steps == 0 and not reported_mid:

@@ -14,11 +14,12 @@ from emojiray import storage
 from emojiray.errors import EmojirayError
 
 
-def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """LR multiplier: linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total``."""
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float, time_fraction: float = 0.0) -> float:
+    """LR multiplier: linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total`` steps, or
+    earlier when ``time_fraction`` (share of a time budget spent) is further along."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 

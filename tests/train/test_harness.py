@@ -113,6 +113,8 @@ def test_reports_follow_the_time_cadence_and_the_budget_stops_training():
     seconds = [m["train_seconds"] for m in reports.metrics]
     assert summary["status"] == "ok" and 35 <= summary["train_seconds"] < 40
     assert seconds == [10.0, 20.0, 30.0, 35.0]  # every 10 s of training (not every 4-step epoch), and the end
+    # the cosine decay follows the time budget (1000 epochs would never be reached): the run ends annealed
+    assert fam.opt.param_groups[0]["lr"] < 0.12 * fam.schedule.lr
     # a report can fall inside an epoch longer than the cadence
     fam = vq_family(vq_config(epochs=1, report_every_s=1.0))
     reports = Reports()
