@@ -87,6 +87,8 @@ def main() -> None:
         "workers": run["workers"],
         "train_seconds": train_seconds,
         "wall_seconds": wall,
+        "data_wait_seconds": run["data_wait_seconds"],  # of the training seconds, waiting for batches
+        "report_seconds": run["report_seconds"],  # validation + checkpoints (outside the training seconds)
         "wall_over_budget": wall / args.seconds,
         "epochs": epochs,
         "seconds_per_epoch": train_seconds / epochs,

@@ -110,13 +110,16 @@ def run(family: Family, train_batches: Callable[[], Iterable[dict]], val_batches
     total = family.steps_per_epoch * sc.epochs
     tb = tb or TensorBoard(None)
     status, epoch, last_report, now = "ok", epoch0, elapsed, elapsed
-    window = {"sums": {}, "steps": 0, "seen": 0, "seconds": 0.0}  # since the last report
+    window = {"sums": {}, "steps": 0, "seen": 0, "seconds": 0.0, "data_wait": 0.0}  # since the last report
+    overhead = {"data_wait_seconds": 0.0, "report_seconds": 0.0}  # where wall time goes besides steps
 
     def do_report(epoch_done: int) -> None:
         nonlocal last_report
+        started = time.perf_counter()
         metrics = {"epoch": epoch_done, "step": step_no, "train_seconds": elapsed,
                    **{f"train_{k}": float(v) / max(window["steps"], 1) for k, v in window["sums"].items()},
-                   "images_per_s": window["seen"] * world / max(window["seconds"], 1e-9)}
+                   "images_per_s": window["seen"] * world / max(window["seconds"], 1e-9),
+                   "data_wait_s": window["data_wait"]}
         if val_batches is not None:
             family.model.eval()
             with torch.no_grad():
@@ -130,12 +133,17 @@ def run(family: Family, train_batches: Callable[[], Iterable[dict]], val_batches
         history.append({k: float(v) for k, v in metrics.items()})
         report(metrics, {"step": step_no, "epoch": epoch_done, "elapsed": elapsed, "history": history})
         last_report = elapsed
-        window.update(sums={}, steps=0, seen=0, seconds=0.0)
+        window.update(sums={}, steps=0, seen=0, seconds=0.0, data_wait=0.0)
+        overhead["report_seconds"] += time.perf_counter() - started
 
     family.net.train()
     for epoch in range(epoch0, sc.epochs):
         t0, n_steps, reported_mid = clock(), 0, False
+        waiting = time.perf_counter()
         for batch in train_batches():
+            waited = time.perf_counter() - waiting  # the loader's share of this step (first batch: epoch start)
+            window["data_wait"] += waited
+            overhead["data_wait_seconds"] += waited
             for g in family.opt.param_groups:
                 g["lr"] = sc.lr * warmup_cosine(step_no, sc.warmup_steps, total, sc.min_lr_ratio,
                                                 time_fraction=now / sc.max_seconds if sc.max_seconds else 0.0)
@@ -160,6 +168,7 @@ def run(family: Family, train_batches: Callable[[], Iterable[dict]], val_batches
                 elapsed = now
                 do_report(epoch)
                 t0, reported_mid = clock(), True
+            waiting = time.perf_counter()
         took = clock() - t0
         window["seconds"] += took
         elapsed = now = agree([elapsed + took])[0]
@@ -177,7 +186,7 @@ def run(family: Family, train_batches: Callable[[], Iterable[dict]], val_batches
     tb.close()
     last = history[-1]["epoch"] if history else epoch0
     return {"status": status, "step": step_no, "epoch": int(last), "train_seconds": elapsed,
-            "history": history, "start_epoch": epoch0}
+            "history": history, "start_epoch": epoch0, **overhead}
 
 
 # -- checkpoints --------------------------------------------------------------------------------------

@@ -159,7 +159,8 @@ def train_vqvae(cfg: Config, data_uri: str, out: str, resume: bool = False, forc
               "use_gpu": run["use_gpu"], "wall_seconds": run["wall_seconds"],
               "step": meta["step"], "epoch": meta["epoch"], "metrics": meta.get("metrics", {}),
               "resumed_from_epoch": summary.get("start_epoch", 0),  # > 0: this run went on from a checkpoint
-              "train_seconds": summary.get("train_seconds"), "history": summary.get("history", [])}
+              "train_seconds": summary.get("train_seconds"), "data_wait_seconds": summary.get("data_wait_seconds"),
+              "report_seconds": summary.get("report_seconds"), "history": summary.get("history", [])}
     storage.write_json(storage.join(out, "train_vqvae.json"), record)
     m = record["metrics"]
     log(f"train-vqvae: epoch {meta['epoch']}, step {meta['step']}: val PSNR {m.get('val_psnr', math.nan):.2f} dB, "

@@ -12,6 +12,7 @@ from emojiray.metrics.image import (
     ReconstructionMeter,
     mse,
     per_image_psnr,
+    per_image_ssim,
     psnr,
     psnr_from_mse,
     ssim,
@@ -107,3 +108,13 @@ def test_ssim_rejects_images_smaller_than_its_window():
     with pytest.raises(EmojirayError, match="at least 11x11"):
         ssim(x, x)
     assert np.isfinite(psnr(x, x))
+
+
+def test_ssim_in_float32_matches_torchmetrics_in_float64():
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    x = torch.rand(16, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    y = (x + 0.2 * torch.randn_like(x)).clamp(-1, 1)
+    reference = structural_similarity_index_measure(y, x, data_range=2.0, reduction="none")
+    got = per_image_ssim(y, x)
+    assert got.dtype == torch.float64 and torch.allclose(got, reference, atol=1e-6, rtol=0)
