@@ -96,7 +96,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     seed: int = 0
     max_failures: int = 2  # worker failures recovered from the last checkpoint
-    report_every_s: float = 0.0  # validate + checkpoint at most this often (0 = every epoch)
+    # validate, checkpoint and draw a grid after this much training time, inside an epoch if need be,
+    # and at the end (0 = after every epoch); each report costs a validation pass and a checkpoint
+    report_every_s: float = 60.0
     log_every: int = 50  # steps between TensorBoard scalars
     image_every: int = 1  # reports between TensorBoard image grids (0 = never)
     eval_batches: int = 0  # validation batches per epoch (0 = the whole split)

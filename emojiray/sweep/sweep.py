@@ -9,7 +9,8 @@ held-out split and reports once more, so finished trials carry PSNR, SSIM and rF
 - Search: ``OptunaSearch`` with a seeded multi-objective TPE sampler over two objectives: the
   rate (entropy-coded bits per image from the measured code frequencies, minimised) and the
   distortion (validation PSNR, maximised).
-- Early stopping: ASHA on the validation PSNR (one report per epoch; ``tune.grace_period``).
+- Early stopping: ASHA on the validation PSNR (trials report after every epoch, whatever
+  ``train.report_every_s`` says; ``tune.grace_period`` epochs).
 - Resources: one training worker per trial with ``tune.cpus_per_trial`` CPUs and, on GPUs,
   ``tune.gpus_per_trial`` of a GPU, so several trials share one GPU; trials spread over nodes.
 - A failed trial is logged and the sweep goes on; Ctrl-C (or a lost driver) leaves a sweep that
@@ -163,8 +164,10 @@ def run_sweep(cfg: Config, data_uri: str, out: str, trials: int | None = None, f
     exp_uri = storage.join(ray_dir, EXPERIMENT)
     # read (and, with ray.cache_data, decode into the object store) once for every trial
     datasets = read_splits(data_uri, ("train", "val"), cache=cfg.ray.cache_data, labels=())
+    base = cfg.to_dict()
+    base["train"]["report_every_s"] = 0.0  # trials report every epoch: ASHA's rungs are epochs
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=cfg.to_dict(), data_uri=data_uri, datasets=datasets, out=out,
+        tune.with_parameters(run_trial, base=base, data_uri=data_uri, datasets=datasets, out=out,
                              image_size=size,
                              train_images=train_images, resources=resources, fid_images=tc.fid_images),
         {"CPU": 0.1})  # the trial's driver mostly waits; its training worker asks for the real resources

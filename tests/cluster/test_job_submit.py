@@ -41,6 +41,7 @@ TINY = [  # the smoke preset, smaller: each `--set` is one the CLI documents
     "--set", "model.channels=32", "--set", "model.res_channels=16", "--set", "model.codebook_size=[32,16]",
     "--set", "model.code_dim=[8,8]",
     "--set", f"train.epochs={EPOCHS}", "--set", "train.batch_size=8", "--set", "train.warmup_steps=5",
+    "--set", "train.report_every_s=0",  # a checkpoint every epoch: the stopped job resumes from one
     "--set", "eval.fid_images=8", "--set", "eval.real_images=8", "--set", "eval.min_condition_images=2",
     "--set", "pipeline.priors=[maskgit]", "--set", "prior.epochs=1", "--set", "prior.batch_size=16",
     "--set", "prior.sheet_samples=4",

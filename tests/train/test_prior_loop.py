@@ -54,7 +54,7 @@ def synthetic_codes(root, n_train=256, n_val=64) -> str:
 def prior_config(kind: str, **prior) -> Config:
     return Config(
         ray=RayConfig(num_cpus=3, num_workers=1, data_cpus=1),
-        train=TrainConfig(log_every=5),
+        train=TrainConfig(log_every=5, report_every_s=0),
         prior=PriorConfig(**{"kind": kind, "dim": 32, "layers": 2, "heads": 4, "channels": 16, "blocks": 1,
                              "res_per_block": 1, "dropout": 0.0, "epochs": 3, "batch_size": 32, "lr": 3e-3,
                              "warmup_steps": 5, **prior}),

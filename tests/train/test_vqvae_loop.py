@@ -21,7 +21,8 @@ def tiny_config(**train) -> Config:
         ray=RayConfig(num_cpus=3, num_workers=1, data_cpus=1),
         model=ModelConfig(channels=32, res_blocks=1, res_channels=16, codebook_size=[32, 16], code_dim=[8, 8],
                           dead_code_steps=20),
-        train=TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 2e-3, "warmup_steps": 5, "log_every": 5, **train}),
+        train=TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 2e-3, "warmup_steps": 5, "log_every": 5,
+                                         "report_every_s": 0, **train}),
     )
 
 
