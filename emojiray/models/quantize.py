@@ -74,14 +74,16 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 10, l2: bool = False,
 
 
 def _nearest(x: torch.Tensor, codes: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    """Index of the nearest code (squared Euclidean) for each row of x (N, D); chunked."""
+    """Index of the nearest code (squared Euclidean) for each row of x (N, D); chunked.
+
+    ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, and ||x||^2 does not change the argmin, so the
+    distances are one fused ``addmm``: ||c||^2 - 2 x.c (no (N, D) or (N, K) temporaries besides
+    the result; the same numbers as ``c2 - (2 x) @ c.T``, since scaling by 2 is exact).
+    """
     c2 = codes.pow(2).sum(1)  # (K,)
-    out = []
-    for part in x.split(chunk):
-        # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; ||x||^2 does not change the argmin
-        d = c2[None, :] - 2.0 * part @ codes.t()  # (n, K)
-        out.append(d.argmin(1))
-    return torch.cat(out)
+    ct = codes.t()
+    out = [torch.addmm(c2, part, ct, alpha=-2.0).argmin(1) for part in x.split(chunk)]  # (n, K) -> (n,)
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 @dataclass

@@ -172,3 +172,40 @@ def test_ddp_workers_keep_identical_codebooks():
     for step in range(6):
         solo.train()(torch.randn(2, 4, 4, 4, generator=gen) + step)
     assert not torch.allclose(solo.embed, a["embed"])
+
+
+def test_fused_distance_matches_naive_nearest_code():
+    """_nearest's one addmm (||c||^2 - 2 x.c) picks the same codes as the explicit distances,
+    chunked or not, and the same numbers as the unfused ``c2 - (2 x) @ c.T``."""
+    from emojiray.models.quantize import _nearest
+
+    g = torch.Generator().manual_seed(1)
+    x, codes = torch.randn(1000, 16, generator=g), torch.randn(64, 16, generator=g)
+    naive = ((x[:, None, :] - codes[None, :, :]) ** 2).sum(-1)  # (N, K) full squared distances
+    expected = naive.argmin(1)
+    assert torch.equal(_nearest(x, codes), expected)
+    assert torch.equal(_nearest(x, codes, chunk=37), expected)  # chunk boundaries change nothing
+    c2 = codes.pow(2).sum(1)
+    unfused = c2[None, :] - 2.0 * x @ codes.t()
+    fused = torch.addmm(c2, x, codes.t(), alpha=-2.0)
+    assert torch.allclose(fused, unfused, rtol=0, atol=1e-5)
+
+
+def test_ema_sums_equal_the_one_hot_formulation():
+    """The EMA statistics (bincount counts, index_add_ sums) equal the textbook one-hot ones."""
+    vq = make(decay=0.9)
+    z = torch.randn(3, 8, 5, 5)
+    embed0, size0, sum0 = vq.embed.clone(), vq.cluster_size.clone(), vq.embed_sum.clone()
+    out = vq(z)
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 8)
+    one_hot = torch.nn.functional.one_hot(out.codes.flatten(), 16).float()  # (N, K)
+    assert torch.equal(out.codes.flatten(), torch.cdist(flat, embed0).argmin(1))
+    size = 0.9 * size0 + 0.1 * one_hot.sum(0)
+    sums = 0.9 * sum0 + 0.1 * one_hot.t() @ flat
+    assert torch.allclose(vq.cluster_size, size, atol=1e-5)
+    assert torch.allclose(vq.embed_sum, sums, atol=1e-5)
+    n = size.sum()
+    smoothed = (size + vq.eps) / (n + 16 * vq.eps) * n
+    assert torch.allclose(vq.embed, sums / smoothed[:, None], atol=1e-5)
+    probs = one_hot.mean(0)
+    assert torch.allclose(out.perplexity, torch.exp(-(probs * (probs + 1e-10).log()).sum()), atol=1e-5)
