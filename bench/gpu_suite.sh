@@ -85,6 +85,9 @@
 #
 #   bash bench/gpu_suite.sh --dry-run [--data results/bench/data-32] [--out DIR]
 #
+# (Measured 2026-12-01 on the shared 2-core development machine, under load: 87-136 s with the
+# stages on one running Ray (RAY_ADDRESS, as the test does), 168 s with each stage starting its own.)
+#
 # Options (environment variable in brackets; defaults for the real run):
 #   --dry-run                       CPU, smoke preset, tiny budgets; --out defaults to a new temp folder
 #   --out DIR      [SUITE_OUT]      JSON output folder (results/gpu)
@@ -96,7 +99,9 @@
 #   per measurement), SUITE_SAMPLING_BUDGET (45), SUITE_SAMPLING_BATCHES ("8 64 512"),
 #   SUITE_E2E_SAMPLES (50000), SUITE_E2E_KIND / SUITE_E2E_BATCH (default: the fastest measured),
 #   SUITE_TUNE_TRIALS (4), SUITE_TUNE_SECONDS (20); maximum timeouts SUITE_TIMEOUT_VQVAE (420),
-#   SUITE_TIMEOUT_SAMPLING (90), SUITE_TIMEOUT_E2E (240), SUITE_TIMEOUT_TUNE (120); PYTHON (python3);
+#   SUITE_TIMEOUT_SAMPLING (90), SUITE_TIMEOUT_E2E (240), SUITE_TIMEOUT_TUNE (120); the seconds that
+#   must be left for a stage to start SUITE_MIN_VQVAE (320), SUITE_MIN_SAMPLING (40), SUITE_MIN_E2E
+#   (90), SUITE_MIN_TUNE (60); PYTHON (python3);
 #   SUITE_GIT_REV (default: git rev-parse, else .devbundle/git-rev); SUITE_CACHE (EMOJIRAY_CACHE of
 #   the stages, default WORK/cache: cold, so e2e includes the real images' features);
 #   SUITE_ALLOW_CPU=1 runs the real budgets without CUDA; RAY_ADDRESS makes every stage use that Ray.
@@ -161,7 +166,7 @@ if [ "$DRY" = 1 ]; then
            --set train.image_every=0 --set ray.num_cpus=2 --set ray.data_cpus=1 --set ray.num_workers=1)
   TINY_PRIOR=(--set prior.dim=32 --set prior.layers=1 --set prior.heads=2 --set prior.channels=16
               --set prior.blocks=1 --set prior.res_per_block=1 --set prior.maskgit_steps=2
-              --set sample.shard_size=8 --set eval.kid_subsets=10)
+              --set sample.shard_size=8 --set sample.actors=1 --set eval.actors=1 --set eval.kid_subsets=10)
   TUNE_EXTRA=(--set tune.max_concurrent=1 --set tune.grace_period=1 --set tune.fid_images=-1
               --set 'tune.space={model.beta: {type: loguniform, low: 0.1, high: 1.0}}')
 else
@@ -183,6 +188,8 @@ else
   TUNE_EXTRA=(--set tune.max_concurrent=4 --set tune.gpus_per_trial=0.25 --set tune.grace_period=1
               --set tune.fid_images=256)
 fi
+MIN_VQVAE=${SUITE_MIN_VQVAE:-$MIN_VQVAE} MIN_SAMPLING=${SUITE_MIN_SAMPLING:-$MIN_SAMPLING}
+MIN_E2E=${SUITE_MIN_E2E:-$MIN_E2E} MIN_TUNE=${SUITE_MIN_TUNE:-$MIN_TUNE}
 mkdir -p "$OUT" "$WORK" || die "cannot create $OUT or $WORK"
 OUT=$(cd "$OUT" && pwd) WORK=$(cd "$WORK" && pwd)
 export EMOJIRAY_CACHE=${SUITE_CACHE:-$WORK/cache}  # a cold feature cache: the e2e figure includes the real images
@@ -190,9 +197,18 @@ LOG=$OUT/suite.log
 : > "$LOG"
 
 # -- preflight: stop at once, with one line, when something the stages need is missing -------------
-"$PY" - "$DATA" "$SIZE" "$DRY" <<'EOF' || exit 2
+# (the dataset first: that check is instant; then the imports; prints torch's device name)
+TORCH_DEVICE=$("$PY" - "$DATA" "$SIZE" "$DRY" <<'EOF'
 import importlib, importlib.util, json, os, sys
 data, size, dry = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+manifest = os.path.join(data, "manifest.json")
+if not os.path.isfile(manifest):
+    sys.exit(f"gpu_suite: no dataset at {data} (no manifest.json): prepare it here with "
+             f"'.venv/bin/emojiray data prepare --size {size} --out {data}' and name it in the run call's carry")
+height = json.load(open(manifest))["image"]["height"]
+if height != size:
+    sys.exit(f"gpu_suite: {data} holds {height} px images, the stages need {size} px: "
+             f"'.venv/bin/emojiray data prepare --size {size} --out DIR' and pass --data DIR")
 missing = []
 # ray.dashboard.optional_deps: the dashboard, which emojiray starts (Ray Train's state API), refuses without them
 for mod in ("emojiray", "ray", "ray.dashboard.optional_deps", "ray.train.torch", "ray.tune.search.optuna", "optuna",
@@ -209,28 +225,23 @@ if missing:
     sys.exit("gpu_suite: missing " + ", ".join(missing) + ": carry the wheel bundle (bash bench/gpu_bundle.sh here; "
              "each call carries one .devbundle/pN and starts with 'source .devbundle/restore.sh', see the header of "
              "bench/gpu_suite.sh); emojiray itself comes from the checkout via PYTHONPATH")
-manifest = os.path.join(data, "manifest.json")
-if not os.path.isfile(manifest):
-    sys.exit(f"gpu_suite: no dataset at {data} (no manifest.json): prepare it here with "
-             f"'.venv/bin/emojiray data prepare --size {size} --out {data}' and name it in the run call's carry")
-height = json.load(open(manifest))["image"]["height"]
-if height != size:
-    sys.exit(f"gpu_suite: {data} holds {height} px images, the stages need {size} px: "
-             f"'.venv/bin/emojiray data prepare --size {size} --out DIR' and pass --data DIR")
-if not dry and os.environ.get("SUITE_ALLOW_CPU") != "1":
-    import torch
-    if not torch.cuda.is_available():
-        sys.exit("gpu_suite: no CUDA device: the real budgets are for one H100/H200 "
-                 "(use --dry-run on a CPU, or SUITE_ALLOW_CPU=1)")
+import torch
+if torch.cuda.is_available():
+    print(torch.cuda.get_device_name(0))
+elif dry or os.environ.get("SUITE_ALLOW_CPU") == "1":
+    print(f"cpu ({os.cpu_count()} cores)")
+else:
+    sys.exit("gpu_suite: no CUDA device: the real budgets are for one H100/H200 "
+             "(use --dry-run on a CPU, or SUITE_ALLOW_CPU=1)")
 EOF
-
+) || exit 2
 DATA=$(cd "$DATA" && pwd)  # Ray workers run elsewhere
 
 # -- device, revision ---------------------------------------------------------------------------------
-DEVICE=
-[ "$DRY" = 1 ] || DEVICE=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
-if [ -z "$DEVICE" ]; then
-  DEVICE=$("$PY" -c 'import os, torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)")')
+DEVICE=$TORCH_DEVICE
+if [ "$DRY" != 1 ]; then
+  SMI=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
+  [ -z "$SMI" ] || DEVICE="$SMI (torch: $TORCH_DEVICE)"
 fi
 GIT_REV=${SUITE_GIT_REV:-$(git rev-parse --short HEAD 2>/dev/null || true)}
 if [ -n "$GIT_REV" ] && [ -z "${SUITE_GIT_REV:-}" ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
