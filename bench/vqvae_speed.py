@@ -131,7 +131,7 @@ def bare_loop(cfg, data: str, seconds: float) -> dict:
     """The harness's own train step on the train split in memory, one process, no Ray."""
     train, _ = read_images(data, ("train",), ())
     torch.manual_seed(cfg.train.seed)
-    family = VQVAEFamily(cfg, {"image_size": cfg.data.size, "train_images": len(train)})
+    family = VQVAEFamily(cfg, {"image_size": cfg.data.size, "examples": len(train)})
     family.schedule.max_seconds, family.schedule.report_every_s = seconds, 0.0
     summary = harness.run(family, harness.in_memory_batches({"image": torch.from_numpy(train)},
                                                             cfg.train.batch_size, cfg.train.seed), None,

@@ -74,11 +74,11 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], data_uri: str, datas
     cfg = apply_params(config_from_dict(base), params)
     trial_dir = storage.join(out, "trials", ray.tune.get_context().get_trial_id())
     try:  # resume=True: a restored trial goes on from its last epoch checkpoint
-        run = fit(VQVAEFamily, cfg, {"image_size": image_size, "train_images": train_images}, datasets, trial_dir,
+        run = fit(VQVAEFamily, cfg, {"image_size": image_size, "examples": train_images}, datasets, trial_dir,
                   resume=True, quiet_claim=True, callbacks=[TuneReportCallback()],
                   scaling=ScalingConfig(num_workers=1, use_gpu="GPU" in resources, resources_per_worker=resources))
     except EmojirayError as exc:  # the trial fails with the user's one line; the sweep goes on
-        raise EmojirayError(f"trial {exc}") from None
+        raise EmojirayError(f"trial: {exc}") from None
     ev = eval_vqvae(run["model"], data_uri, trial_dir, split="heldout", fid=fid_images >= 0,
                     fid_images=max(fid_images, 0), log=lambda *_: None)
     ray.tune.report({**{k: v for k, v in run["final_metrics"].items() if isinstance(v, (int, float))},

@@ -91,13 +91,15 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def fit(family_cls, cfg: Config, spec: dict[str, Any], datasets: dict[str, Any], out: str, *,
-        resume: bool = False, force: bool = False, log=print, scaling=None, callbacks=(),
+def fit(family_cls, cfg: Config, spec: dict[str, Any], datasets, out: str, *, resume: bool = False,
+        force: bool = False, log=print, describe: str = "", scaling=None, callbacks=(),
         quiet_claim: bool = False) -> dict[str, Any]:
-    """Train ``family_cls`` with Ray Train on ``datasets`` ({"train", "val"} Ray Datasets); export
-    the chosen checkpoint to ``<out>/<name>``. Returns {model, meta, summary, checkpoint, workers,
-    use_gpu, wall_seconds, metrics}. ``scaling`` overrides the cluster-sized ScalingConfig (a Tune
-    trial's resources); ``callbacks`` go to the RunConfig (Tune's report callback)."""
+    """Train ``family_cls`` with Ray Train on ``datasets`` ({"train", "val"} Ray Datasets, or a
+    function of no arguments that reads them once Ray runs); export the chosen checkpoint to
+    ``<out>/<name>``. ``spec["examples"]`` is the size of the train split. Returns {model, meta,
+    summary, checkpoint, workers, use_gpu, wall_seconds, metrics, final_metrics}. ``scaling``
+    overrides the cluster-sized ScalingConfig (a Tune trial's resources); ``callbacks`` go to the
+    RunConfig (Tune's report callback)."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
@@ -109,6 +111,14 @@ def fit(family_cls, cfg: Config, spec: dict[str, Any], datasets: dict[str, Any],
     claim_run_dir(storage.join(ray_dir, name), resume, force, (lambda *_: None) if quiet_claim else log)
     init_ray(cfg.ray)
     scaling = scaling or scaling_config(cfg.ray)
+    key, batch = family_cls.batch_size(cfg)
+    if spec["examples"] < batch * scaling.num_workers:
+        raise EmojirayError(f"no full training batch: {spec['examples']} examples over {scaling.num_workers} "
+                            f"worker(s) is fewer than {key}={batch}")
+    if describe:
+        log(f"train-{name}: {describe}, {scaling.num_workers} worker(s){' with GPUs' if scaling.use_gpu else ' on CPU'}"
+            f" -> {out}")
+    datasets = datasets() if callable(datasets) else datasets
     fs, ray_path = storage.filesystem(ray_dir)
     keep = {"checkpoint_score_attribute": score[0], "checkpoint_score_order": score[1]} if score else {}
     trainer = TorchTrainer(

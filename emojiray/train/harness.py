@@ -67,6 +67,9 @@ class Family(Protocol):
 
     def meta(self) -> dict[str, Any]: ...
 
+    # for the Ray driver: the config key and value of the per-worker batch size
+    # (a staticmethod ``batch_size(cfg) -> (key, value)``)
+
 
 Agree = Callable[[list[float]], list[float]]  # each value's maximum over the workers
 

@@ -76,12 +76,16 @@ class PriorFamily:
     """A prior over codes as a :mod:`~emojiray.train.harness` family: next-code (or masked-code)
     cross-entropy with condition dropout; the best checkpoint by validation bits per code.
 
-    ``spec``: {"levels", "grids", "sizes", "n_classes", "train_rows", "vocab", "vqvae",
+    ``spec``: {"levels", "grids", "sizes", "n_classes", "examples" (train rows), "vocab", "vqvae",
     "class_counts"}. Batches hold each level as (B, h*w) int64 and the label columns.
     """
 
     name = RUN_NAME
     score = ("val_bits_per_code", "min")  # priors overfit small sets: keep the best on validation
+
+    @staticmethod
+    def batch_size(cfg: Config) -> tuple[str, int]:
+        return "prior.batch_size", cfg.prior.batch_size
 
     def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
                  rank: int = 0):
@@ -97,7 +101,7 @@ class PriorFamily:
             epochs=pc.epochs, batch_size=pc.batch_size, lr=pc.lr, warmup_steps=pc.warmup_steps, min_lr_ratio=0.1,
             grad_clip=tc.grad_clip, max_seconds=pc.max_seconds, report_every_s=tc.report_every_s,
             log_every=tc.log_every)
-        self.steps_per_epoch = max(1, spec["train_rows"] // (pc.batch_size * world))
+        self.steps_per_epoch = max(1, spec["examples"] // (pc.batch_size * world))
         self.generator = torch.Generator(device=self.device).manual_seed(tc.seed + 1000 * rank)
 
     def examples(self, batch: dict[str, torch.Tensor]) -> int:
@@ -152,7 +156,6 @@ def _class_counts(codes_uri: str, manifest: dict[str, Any], condition: str, n_cl
 
 def train_prior(cfg: Config, codes_uri: str, out: str, resume: bool = False, force: bool = False,
                 log=print) -> dict[str, Any]:
-    from emojiray.raykit import init_ray, scaling_config
     from emojiray.train.driver import fit
 
     manifest = load_codes_manifest(codes_uri)
@@ -161,18 +164,13 @@ def train_prior(cfg: Config, codes_uri: str, out: str, resume: bool = False, for
     build_prior(cfg.prior, layout, n_classes)  # config errors before any worker starts
     train_rows = manifest["splits"]["train"]["rows"]
     spec = {"levels": list(layout.levels), "grids": {lv: list(g) for lv, g in zip(layout.levels, layout.grids)},
-            "sizes": dict(zip(layout.levels, layout.sizes)), "n_classes": n_classes, "train_rows": train_rows,
+            "sizes": dict(zip(layout.levels, layout.sizes)), "n_classes": n_classes, "examples": train_rows,
             "class_counts": _class_counts(codes_uri, manifest, cfg.prior.condition, n_classes),
             "vocab": manifest["vocab"], "vqvae": manifest["vqvae"]}
-    init_ray(cfg.ray)
-    scaling = scaling_config(cfg.ray)
-    if train_rows < cfg.prior.batch_size * scaling.num_workers:
-        raise EmojirayError(f"no full training batch: {train_rows} code grids over {scaling.num_workers} "
-                            f"worker(s) is fewer than prior.batch_size={cfg.prior.batch_size}")
-    log(f"train-prior: {cfg.prior.kind} (condition: {cfg.prior.condition}) on {train_rows} code grids, "
-        f"{scaling.num_workers} worker(s), {cfg.prior.epochs} epoch(s) -> {out}")
-    run = fit(PriorFamily, cfg, spec, read_code_splits(codes_uri, manifest, cache=cfg.ray.cache_data), out,
-              resume=resume, force=force, log=log, scaling=scaling)
+    run = fit(PriorFamily, cfg, spec, lambda: read_code_splits(codes_uri, manifest, cache=cfg.ray.cache_data), out,
+              resume=resume, force=force, log=log,
+              describe=f"{cfg.prior.kind} (condition: {cfg.prior.condition}) on {train_rows} code grids, "
+                       f"{cfg.prior.epochs} epoch(s)")
     meta = run["meta"]
     record = {"prior": run["model"], "kind": cfg.prior.kind, "condition": cfg.prior.condition,
               "best_epoch": meta["epoch"], "metrics": meta.get("metrics", {}),

@@ -45,11 +45,15 @@ RUN_NAME = "vqvae"
 class VQVAEFamily:
     """The tokenizer as a :mod:`~emojiray.train.harness` family: MSE + commitment loss, AdamW.
 
-    ``spec``: {"image_size", "train_images"}. Batches hold ``image``: (B, H, W, 3) uint8.
+    ``spec``: {"image_size", "examples" (train images)}. Batches hold ``image``: (B, H, W, 3) uint8.
     """
 
     name = RUN_NAME
     score = None  # the last checkpoint is the model (reconstruction does not overfit like priors)
+
+    @staticmethod
+    def batch_size(cfg: Config) -> tuple[str, int]:
+        return "train.batch_size", cfg.train.batch_size
 
     def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
                  rank: int = 0):
@@ -65,7 +69,7 @@ class VQVAEFamily:
             epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr, warmup_steps=tc.warmup_steps,
             min_lr_ratio=tc.min_lr_ratio, grad_clip=tc.grad_clip, max_seconds=tc.max_seconds,
             report_every_s=tc.report_every_s, log_every=tc.log_every, image_every=tc.image_every)
-        self.steps_per_epoch = max(1, spec["train_images"] // (tc.batch_size * world))
+        self.steps_per_epoch = max(1, spec["examples"] // (tc.batch_size * world))
         self.eval_batches = tc.eval_batches
         self.generator = None
 
@@ -129,7 +133,6 @@ def train_vqvae(cfg: Config, data_uri: str, out: str, resume: bool = False, forc
                 log=print) -> dict[str, Any]:
     """Train a VQ-VAE on the dataset at ``data_uri``; write checkpoints and the model under ``out``."""
     from emojiray.data.stream import read_splits
-    from emojiray.raykit import init_ray, scaling_config
     from emojiray.train.driver import fit
 
     manifest = shards.load_manifest(data_uri)
@@ -144,16 +147,10 @@ def train_vqvae(cfg: Config, data_uri: str, out: str, resume: bool = False, forc
     if not manifest["counts"]["split"].get("val", 0):
         raise EmojirayError(f"the val split of {data_uri} is empty: set data.val_fraction > 0 and prepare again")
 
-    init_ray(cfg.ray)
-    scaling = scaling_config(cfg.ray)
-    if train_images < cfg.train.batch_size * scaling.num_workers:
-        raise EmojirayError(f"no full training batch: {train_images} images over {scaling.num_workers} "
-                            f"worker(s) is fewer than train.batch_size={cfg.train.batch_size}")
-    log(f"train-vqvae: {cfg.model.arch} on {train_images} images, {scaling.num_workers} worker(s)"
-        f"{' with GPUs' if scaling.use_gpu else ' on CPU'}, {cfg.train.epochs} epoch(s) -> {out}")
-    run = fit(VQVAEFamily, cfg, {"image_size": size, "train_images": train_images},
-              read_splits(data_uri, ("train", "val"), cache=cfg.ray.cache_data, labels=()), out,
-              resume=resume, force=force, log=log, scaling=scaling)
+    run = fit(VQVAEFamily, cfg, {"image_size": size, "examples": train_images},
+              lambda: read_splits(data_uri, ("train", "val"), cache=cfg.ray.cache_data, labels=()), out,
+              resume=resume, force=force, log=log,
+              describe=f"{cfg.model.arch} on {train_images} images, {cfg.train.epochs} epoch(s)")
     meta, summary = run["meta"], run["summary"]
     record = {"model": run["model"], "checkpoint": run["checkpoint"], "workers": run["workers"],
               "use_gpu": run["use_gpu"], "wall_seconds": run["wall_seconds"],

@@ -33,7 +33,7 @@ def vq_config(**train) -> Config:
 
 def vq_family(cfg: Config, n: int = 64) -> VQVAEFamily:
     torch.manual_seed(0)
-    return VQVAEFamily(cfg, {"image_size": 32, "train_images": n})
+    return VQVAEFamily(cfg, {"image_size": 32, "examples": n})
 
 
 class Reports:
@@ -84,7 +84,7 @@ def test_prior_family_learns_without_ray(kind):
                  prior=PriorConfig(kind=kind, condition="emotion", dim=32, layers=2, heads=4, dropout=0.0, epochs=4,
                                    batch_size=32, lr=3e-3, warmup_steps=5))
     spec = {"levels": ["top", "bottom"], "grids": {"top": [2, 2], "bottom": [4, 4]}, "sizes": {"top": 8, "bottom": 16},
-            "n_classes": 3, "train_rows": 256, "vocab": {}, "vqvae": "unused"}
+            "n_classes": 3, "examples": 256, "vocab": {}, "vqvae": "unused"}
     torch.manual_seed(0)
     fam = PriorFamily(cfg, spec)
     reports = Reports()
