@@ -85,7 +85,7 @@
 #
 #   bash bench/gpu_suite.sh --dry-run [--data results/bench/data-32] [--out DIR]
 #
-# (Measured 2026-12-01 on the shared 2-core development machine, under load: 87-136 s with the
+# (Measured 2026-12-01 on the shared 2-core development machine, under load: 74-136 s with the
 # stages on one running Ray (RAY_ADDRESS, as the test does), 168 s with each stage starting its own.)
 #
 # Options (environment variable in brackets; defaults for the real run):
@@ -192,7 +192,9 @@ MIN_VQVAE=${SUITE_MIN_VQVAE:-$MIN_VQVAE} MIN_SAMPLING=${SUITE_MIN_SAMPLING:-$MIN
 MIN_E2E=${SUITE_MIN_E2E:-$MIN_E2E} MIN_TUNE=${SUITE_MIN_TUNE:-$MIN_TUNE}
 mkdir -p "$OUT" "$WORK" || die "cannot create $OUT or $WORK"
 OUT=$(cd "$OUT" && pwd) WORK=$(cd "$WORK" && pwd)
-export EMOJIRAY_CACHE=${SUITE_CACHE:-$WORK/cache}  # a cold feature cache: the e2e figure includes the real images
+# a cold feature cache (emptied each run): the e2e figure includes the real images' features
+[ -n "${SUITE_CACHE:-}" ] || rm -rf "$WORK/cache"
+export EMOJIRAY_CACHE=${SUITE_CACHE:-$WORK/cache}
 LOG=$OUT/suite.log
 : > "$LOG"
 

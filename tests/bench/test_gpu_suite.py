@@ -2,8 +2,8 @@
 
 The dry run runs every stage (tokenizer speed, sampling speed, 8 samples end to end with their
 FID, a one-trial Ray Tune sweep) with tiny models and budgets on a fake dataset, its stages
-connected to the session's Ray (``RAY_ADDRESS``) instead of each starting one: 87-136 s on the
-shared 2-core development machine under another engineer's load (4 to 8), 2026-12-01. The other
+connected to the session's Ray (``RAY_ADDRESS``) instead of each starting one: 74-136 s on the
+shared 2-core development machine under another engineer's load (2 to 8), 2026-12-01. The other
 tests stop in the preflight check (one Python start with the imports) or before it.
 """
 
