@@ -150,10 +150,17 @@ class VectorQuantizer(nn.Module):
         flat = z.permute(0, 2, 3, 1).reshape(-1, d).float()
         if self.l2:
             flat = F.normalize(flat, dim=-1)
-        return _nearest(flat, self.codebook().float()).view(b, h, w)
+        with torch.autocast(z.device.type, enabled=False):  # fp32 distances under bf16 autocast too
+            return _nearest(flat, self.codebook().float()).view(b, h, w)
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         z = self.project_in(z)
+        with torch.autocast(z.device.type, enabled=False):  # distances, statistics and losses in fp32
+            out = self._quantize(z)
+        out.z_q = self.project_out(out.z_q)  # back under the caller's precision
+        return out
+
+    def _quantize(self, z: torch.Tensor) -> QuantizerOutput:
         b, d, h, w = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, d).float()  # (B*H*W, D), fp32 for distances
         if self.l2:
@@ -185,7 +192,7 @@ class VectorQuantizer(nn.Module):
 
         q = flat + (q - flat).detach()  # straight-through estimator
         z_q = q.view(b, h, w, d).permute(0, 3, 1, 2).to(z.dtype)
-        return QuantizerOutput(self.project_out(z_q), codes.view(b, h, w), loss, perplexity, restarted)
+        return QuantizerOutput(z_q, codes.view(b, h, w), loss, perplexity, restarted)
 
     # -- codebook maintenance (no gradients) -------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -23,11 +24,23 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float, time_fra
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def autocast(device: torch.device, bf16: bool):
-    """bf16 autocast on CUDA when asked; a no-op elsewhere (CPU trains in fp32)."""
+def autocast(device: torch.device, bf16: bool, cpu: bool = False):
+    """bf16 autocast on CUDA when asked; with ``cpu`` also on a CPU that computes bf16 natively
+    (AVX512-BF16 or AMX, through oneDNN); a no-op elsewhere (fp32)."""
     if bf16 and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if bf16 and cpu and device.type == "cpu" and cpu_has_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (else bf16 is emulated and slower than fp32)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def claim_run_dir(run_dir: str, resume: bool, force: bool, log=print) -> None:

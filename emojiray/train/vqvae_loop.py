@@ -78,7 +78,7 @@ class VQVAEFamily:
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = to_model_input(batch["image"], self.device, channels_last=self.channels_last)
-        with autocast(self.device, self.cfg.train.bf16):
+        with autocast(self.device, self.cfg.train.bf16, cpu=True):
             out = self.net(x)
             recon_loss = F.mse_loss(out.recon.float(), x)
             loss = recon_loss + out.vq_loss

@@ -209,3 +209,23 @@ def test_ema_sums_equal_the_one_hot_formulation():
     assert torch.allclose(vq.embed, sums / smoothed[:, None], atol=1e-5)
     probs = one_hot.mean(0)
     assert torch.allclose(out.perplexity, torch.exp(-(probs * (probs + 1e-10).log()).sum()), atol=1e-5)
+
+
+def test_codes_and_statistics_stay_fp32_under_bf16_autocast():
+    """Under bf16 autocast (GPU, or a CPU with native bf16) the nearest-code search, the EMA statistics
+    and the losses run in fp32: the same codes as without autocast (no projection here, so the lookup
+    sees the same features)."""
+    import copy
+
+    torch.manual_seed(0)
+    q = VectorQuantizer(dim=16, codebook_size=256, kmeans_init=False, dead_code_steps=0)
+    z = torch.randn(4, 16, 8, 8)
+    q_bf16 = copy.deepcopy(q)
+    plain = q(z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = q_bf16(z)
+    assert torch.equal(plain.codes, mixed.codes)
+    assert torch.equal(q.embed, q_bf16.embed) and torch.equal(q.cluster_size, q_bf16.cluster_size)
+    assert mixed.loss.dtype == torch.float32 and torch.equal(plain.z_q, mixed.z_q)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(q_bf16.nearest(z), q.nearest(z))
