@@ -56,6 +56,9 @@ class RayConfig:
     use_gpu: bool = True  # train on GPUs when the cluster has them
     batch_size: int = 256  # images per batch when streaming shards
     cache_data: bool = True  # materialise decoded images in the object store once (small datasets)
+    # a training worker keeps its share of the train split in its own memory when the share is under
+    # this many MiB: read through Ray Data once, no Ray Data iteration per epoch (0 = stream every epoch)
+    worker_cache_mb: int = 1024
 
 
 @dataclass

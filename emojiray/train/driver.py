@@ -47,6 +47,28 @@ def agree_max(device: torch.device) -> harness.Agree:
     return agree
 
 
+def worker_cache(shard, budget_mb: int, batch_size: int, seed: int, device, agree: harness.Agree):
+    """This worker's share of the train split read once through Ray Data and kept in its memory, as
+    an epoch function of shuffled batches (:func:`harness.in_memory_batches`); None (stream every
+    epoch) when caching is off or the share is larger than ``budget_mb`` on some worker. Every
+    worker keeps the same number of examples (the smallest share), so DDP's steps pair up."""
+    if budget_mb <= 0:  # the same on every worker (one config)
+        return None
+    parts, size = [], 0
+    for batch in shard.iter_torch_batches(batch_size=1024, drop_last=False):
+        parts.append(batch)
+        size += sum(v.numel() * v.element_size() for v in batch.values())
+        if size > budget_mb * 2**20:
+            break
+    too_big, fewest = agree([1.0 if size > budget_mb * 2**20 else 0.0, -float(sum(len(next(iter(p.values())))
+                                                                              for p in parts))])
+    n = int(-fewest)
+    if too_big > 0 or n == 0:
+        return None
+    arrays = {k: torch.cat([p[k] for p in parts])[:n] for k in parts[0]}
+    return harness.in_memory_batches(arrays, batch_size, seed, device)
+
+
 def worker(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train's per-worker function: build the family, restore, run the harness loop."""
     import ray.train
@@ -70,9 +92,14 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val") if rank == 0 else None
 
-    def train_batches():
+    agree = agree_max(device)
+
+    def streamed():
         return train_shard.iter_torch_batches(batch_size=batch_size, device=device, drop_last=True,
                                               local_shuffle_buffer_size=4 * batch_size)
+
+    train_batches = worker_cache(train_shard, cfg.ray.worker_cache_mb, batch_size, cfg.train.seed + rank,
+                                 device, agree) or streamed
 
     def val_batches():
         return val_shard.iter_torch_batches(batch_size=256, device=device)
@@ -86,7 +113,7 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     summary = harness.run(family, train_batches, val_batches if rank == 0 else None, report, state=state,
-                          agree=agree_max(device), world=world,
+                          agree=agree, world=world,
                           tb=TensorBoard(config["tb_uri"] if rank == 0 else None))
     return summary
 
