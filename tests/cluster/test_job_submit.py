@@ -34,7 +34,9 @@ pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-EPOCHS = 6
+# enough epochs that the first job is stopped between its first checkpoint and the end: the tiny
+# tokenizer trains an epoch in well under a second (6 epochs were all done before the stop landed)
+EPOCHS = 30
 TINY = [  # the smoke preset, smaller: each `--set` is one the CLI documents
     "--preset", "smoke", "--set", "ray.num_workers=2",
     "--set", "data.npm_version=0.0.0-test",
