@@ -28,7 +28,7 @@ test: $(VENV)/.installed npm chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m ray tests/sweep/test_sweep.py
 
 # The cluster integration test (a three-node `ray start` cluster taking the pipeline by `ray job
-# submit`, S3 on loopback, a stopped and resumed job): 7 to 9 minutes on 2 cores, so apart from
+# submit`, S3 on loopback, a stopped and resumed job): 4 to 9 minutes on 2 cores, so apart from
 # `make test`; CI (.ci/run) runs both.
 test-cluster: $(VENV)/.installed npm
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS) -m cluster tests/cluster
