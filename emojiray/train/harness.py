@@ -129,7 +129,8 @@ def run(family: Family, train_batches: Callable[[], Iterable[dict]], val_batches
                 val, image = family.evaluate(val_batches())
             family.model.train()
             metrics.update(val)
-            tb.scalars(step_no, **{f"val/{k}": v for k, v in val.items()}, **{"train/report_loss": metrics["train_loss"]})
+            tb.scalars(step_no, **{f"val/{k}": v for k, v in val.items()},
+                       **{"train/report_loss": metrics[k] for k in ("train_loss",) if k in metrics})
             if image is not None and sc.image_every and len(history) % sc.image_every == 0:
                 tb.image("val/originals_over_reconstructions", image, step_no)
             tb.flush()

@@ -123,6 +123,19 @@ def test_reports_follow_the_time_cadence_and_the_budget_stops_training():
     assert [m["epoch"] for m in reports.metrics][:2] == [0, 0] and reports.metrics[-1]["epoch"] == 1
 
 
+def test_a_report_due_on_the_last_step_is_followed_by_the_final_one():
+    """A report inside the epoch on its very last step leaves no step for the end-of-run report: it
+    still comes (the checkpoint must say the epoch is done), with validation and no training means."""
+    fam = vq_family(vq_config(epochs=1, report_every_s=4.0))
+    reports = Reports()
+    val = harness.sequential_batches({"image": images(16, seed=1000)}, 16)
+    summary = harness.run(fam, harness.sequential_batches({"image": images(64)}, 16), val, reports,
+                          clock=FakeClock(1.0))
+    assert summary["status"] == "ok" and [m["epoch"] for m in reports.metrics] == [0, 1]
+    assert "train_loss" in reports.metrics[0] and "train_loss" not in reports.metrics[1]
+    assert "val_psnr" in reports.metrics[1] and reports.states[-1]["epoch"] == 1
+
+
 def test_a_non_finite_loss_stops_before_the_weights_change():
     fam = vq_family(vq_config(lr=1e30, warmup_steps=0, grad_clip=0))
     reports = Reports()
