@@ -4,8 +4,9 @@
         python jobs/train_classifier.py --data s3://bucket/run1/data \
         --out s3://bucket/run1/extensions/classifier --preset full
 
-trains the classifier (emotion, category and vendor heads) in one Ray task on a GPU of the cluster
-and writes the checkpoint and classifier.json (held-out accuracy per head) to --out.
+trains the classifier (emotion, category and vendor heads) with Ray Train through the one driver
+(one worker per GPU of the cluster) and writes the model and classifier.json (held-out accuracy per
+head) to --out, the Ray Train run to --out/train.
 """
 
 import sys

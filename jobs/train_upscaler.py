@@ -4,8 +4,9 @@
         python jobs/train_upscaler.py --data s3://bucket/run1/data --vqvae s3://bucket/run1/tokenizer/vqvae \
             --out s3://bucket/run1/extensions/upscaler --preset default
 
-trains the low-res encoder into the VQ-VAE's codes (in one Ray task on a GPU of the cluster) and
-writes the checkpoint and upscaler.json under --out.
+trains the low-res encoder into the VQ-VAE's codes with Ray Train through the one driver (one
+worker per GPU of the cluster) and writes the model and upscaler.json to --out, the Ray Train run
+to --out/train.
 """
 
 import sys

@@ -1,4 +1,5 @@
-"""`emojiray train-upscaler`: a low-resolution encoder into the VQ-VAE's codes (super-resolution)."""
+"""`emojiray train-upscaler`: a low-resolution encoder into the VQ-VAE's codes (super-resolution), trained with
+Ray Train through the one driver (:mod:`emojiray.train.driver`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ def register(sub) -> None:
                        help="train the super-resolution model: low-res emoji -> the VQ-VAE's full-res codes")
     p.add_argument("--data", help="dataset URI (from `emojiray data`)")
     p.add_argument("--vqvae", help="VQ-VAE URI whose codes the upscaler predicts")
-    p.add_argument("--out", help="checkpoint folder (writes meta.json, weights and upscaler.json)")
+    p.add_argument("--out", help="model folder (writes meta.json, weights, upscaler.json and the Ray Train run in train/)")
     p.add_argument("--epochs", type=int, help="training epochs (default: upscale.epochs)")
     p.add_argument("--factor", type=int, help="downsampling factor (default: upscale.factor)")
     add_config_args(p)
@@ -20,12 +21,11 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from emojiray.extensions.upscale import train_upscaler
-    from emojiray.raykit import run_task
 
     if not args.data or not args.vqvae or not args.out:
         raise EmojirayError("give --data DATA, --vqvae VQVAE and --out URI")
     cfg = config_from_args(args, **{"upscale.epochs": args.epochs, "upscale.factor": args.factor})
-    report = run_task(train_upscaler, args.data, args.vqvae, args.out, cfg, ray_cfg=cfg.ray)
+    report = train_upscaler(args.data, args.vqvae, args.out, cfg)  # Ray Train through the one driver
     val = report["val"]
     print(f"upscaler -> {args.out} ({report['input_size']} -> {report['output_size']} px; "
           f"val code accuracy {val['code_accuracy']:.3f}, PSNR {val['psnr']:.2f} dB)")

@@ -118,3 +118,27 @@ def measure_throughput(uri: str, split: str = "train", batch_size: int = 256, ep
         rates.append(n / (time.perf_counter() - start))
     return {"split": split, "images": n, "batch_size": batch_size, "epochs": epochs, "cached": cache,
             "images_per_s": rates, "best_images_per_s": max(rates)}
+
+
+def from_arrays(arrays: dict[str, np.ndarray], block_rows: int = 1024):
+    """A materialised Ray Dataset of in-memory arrays with equal first dimensions (images, labels,
+    codes: each row one example; multi-dimensional columns become tensor columns), in blocks of
+    ``block_rows`` rows so Ray Train can split it between workers. Ray must be initialised.
+
+    What the helper models (classifier, upscaler) train on: a few thousand small images prepared in
+    the driver, put in the object store once (Arrow tables: no per-row Python objects)."""
+    import ray
+    from ray.data.extensions import ArrowTensorArray
+
+    sizes = {len(v) for v in arrays.values()}
+    if len(sizes) != 1:
+        raise EmojirayError(f"columns of different lengths: {', '.join(f'{k} {len(v)}' for k, v in arrays.items())}")
+    n = sizes.pop()
+
+    def column(v: np.ndarray):
+        v = np.ascontiguousarray(v)
+        return ArrowTensorArray.from_numpy(v) if v.ndim > 1 else pa.array(v)
+
+    tables = [pa.table({k: column(v[s:s + block_rows]) for k, v in arrays.items()})
+              for s in range(0, max(n, 1), block_rows)]
+    return ray.data.from_arrow(tables)

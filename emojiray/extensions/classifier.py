@@ -4,6 +4,14 @@ Training data are the dataset's train split, model selection on val (the epoch w
 balanced accuracy over the heads), the report on test. Emoji identities never straddle splits, so
 held-out accuracy is accuracy on emoji the classifier has never seen drawn by any vendor.
 
+:class:`ClassifierFamily` is the Ray-free part (a :mod:`~emojiray.train.harness` family);
+:func:`train_classifier` reads the splits into memory and trains the family through the one Ray
+driver (:func:`emojiray.train.driver.fit`), like the tokenizer and the priors. Layout under ``out``::
+
+    meta.json, model.safetensors   the model (the best epoch on val; meta also holds the test metrics)
+    classifier.json                held-out test metrics per head, class counts, the training history
+    train/                         the Ray Train run: ray/classifier/ checkpoints, tensorboard/, classifier/
+
 Choices, for emoji rather than photographs:
 
 * augmentation is a random shift of up to S/16 pixels (edge pixels repeated: the background). No
@@ -19,7 +27,6 @@ Choices, for emoji rather than photographs:
 
 from __future__ import annotations
 
-import tempfile
 import time
 from typing import Any
 
@@ -30,10 +37,12 @@ import torch.nn.functional as F
 from emojiray import storage
 from emojiray.config import Config, config_from_dict
 from emojiray.errors import EmojirayError
-from emojiray.extensions.common import default_device, json_safe, read_images, require_model
+from emojiray.extensions.common import (RUN_DIR, check_helper_data, default_device, fit_helper, helper_schedule,
+                                        json_safe, publish_model, read_images, require_model)
 from emojiray.images import resize_rgb, to_model_input
 from emojiray.models.classifier import EmojiClassifier
 from emojiray.models import checkpoint as ckpt
+from emojiray.train.loop_utils import autocast
 
 KIND = "classifier"
 NOTE = ("emotion applies to face emoji only: every other emoji has the emotion 'none', which is a class of "
@@ -79,15 +88,91 @@ def head_metrics(probs: np.ndarray, ids: np.ndarray, vocab: list[str]) -> dict[s
             "balanced_accuracy": float(np.mean(list(recall.values()))), "recall": recall}
 
 
-def train_classifier(data_uri: str, out: str, cfg: Config, device=None, log=print) -> dict[str, Any]:
-    """Train the classifier on ``data_uri``'s train split; write the checkpoint (kind "classifier") to
-    ``out`` and ``out/classifier.json`` (held-out test metrics per head, class counts per split,
-    training history); return that report."""
+# -- the family (no Ray) ------------------------------------------------------------------------------
+
+
+class ClassifierFamily:
+    """The classifier as a :mod:`~emojiray.train.harness` family: class-weighted cross-entropy per
+    head on randomly shifted images, AdamW; the best checkpoint by ``val_score`` (the mean balanced
+    accuracy over the heads on val).
+
+    ``spec``: {"labels", "vocab" ({label: values}), "image_size", "examples" (train images),
+    "class_weights" ({label: per-class weights}), "data"}. Batches hold ``image`` (B, H, W, 3)
+    uint8 and each label's ids.
+    """
+
+    name = KIND
+    score = ("val_score", "max")
+
+    @staticmethod
+    def batch_size(cfg: Config) -> tuple[str, int]:
+        return "classifier.batch_size", cfg.classifier.batch_size
+
+    def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
+                 rank: int = 0):
+        c = cfg.classifier
+        self.cfg, self.spec, self.device = cfg, spec, torch.device(device)
+        self.labels, self.vocab, size = list(spec["labels"]), spec["vocab"], int(spec["image_size"])
+        self.model = EmojiClassifier({lb: len(self.vocab[lb]) for lb in self.labels}, channels=c.channels,
+                                     size=size).to(self.device)
+        self.net = self.model
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self.schedule, self.steps_per_epoch = helper_schedule(c, spec["examples"], world, cfg.train.log_every)
+        self.weights = {lb: torch.tensor(spec["class_weights"][lb], dtype=torch.float32, device=self.device)
+                        for lb in self.labels}
+        self.max_shift = max(1, size // 16)
+        self.generator = torch.Generator().manual_seed(cfg.train.seed + 1000 * rank)  # the shifts
+
+    def examples(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["image"].shape[0]
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        with autocast(self.device, True):
+            x = shift(to_model_input(batch["image"], self.device, channels_last=False), self.max_shift,
+                      self.generator)
+            logits = self.net(x)
+            loss = sum(F.cross_entropy(logits[lb].float(), batch[lb].to(self.device), weight=self.weights[lb])
+                       for lb in self.labels)
+        return {"loss": loss}
+
+    def heads(self, batches) -> dict[str, dict[str, Any]]:
+        """:func:`head_metrics` of every head over ``batches`` (the model as it is: eval mode, no grad)."""
+        probs: dict[str, list[np.ndarray]] = {lb: [] for lb in self.labels}
+        ids: dict[str, list[np.ndarray]] = {lb: [] for lb in self.labels}
+        for batch in batches:
+            x = to_model_input(batch["image"], self.device, channels_last=False)
+            for lb, logits in self.model(x).items():
+                probs[lb].append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+                ids[lb].append(batch[lb].cpu().numpy())
+        return {lb: head_metrics(np.concatenate(probs[lb]) if probs[lb] else np.zeros((0, len(self.vocab[lb]))),
+                                 np.concatenate(ids[lb]) if ids[lb] else np.zeros(0, np.int64), self.vocab[lb])
+                for lb in self.labels}
+
+    def evaluate(self, batches) -> tuple[dict[str, float], None]:
+        row = {f"val_{lb}_bacc": h["balanced_accuracy"] for lb, h in self.heads(batches).items()}
+        row["val_score"] = float(np.mean(list(row.values())))
+        return row, None
+
+    def meta(self) -> dict[str, Any]:
+        s = self.spec
+        return {"labels": self.labels, "vocab": self.vocab, "image_size": int(s["image_size"]),
+                "channels": self.cfg.classifier.channels, "data": s.get("data", "")}
+
+
+# -- training (the one Ray driver) ---------------------------------------------------------------------
+
+
+def train_classifier(data_uri: str, out: str, cfg: Config, log=print) -> dict[str, Any]:
+    """Train the classifier on ``data_uri``'s train split through the Ray driver (model selection on
+    val); write the model (kind "classifier") to ``out`` and ``out/classifier.json`` (held-out test
+    metrics per head, class counts per split, training history); return that report.
+
+    Runs in the driver process (it starts Ray Train): the arrays are read here, the Ray Train run
+    lives in ``out/train/`` (see :func:`common.fit_helper`) and the test split is measured here
+    afterwards, on this process's device."""
     from emojiray.data import shards
-    from emojiray.extensions.trainer import fit
 
     c = cfg.classifier
-    device = torch.device(device) if device else default_device()
     manifest = shards.load_manifest(data_uri)
     labels = list(c.labels)
     missing = [lb for lb in labels if lb not in manifest["vocab"]]
@@ -99,52 +184,36 @@ def train_classifier(data_uri: str, out: str, cfg: Config, device=None, log=prin
         images, cols = read_images(data_uri, (split,), labels)
         sets[split] = {"image": images, **{lb: label_ids(cols[lb], vocab[lb], lb) for lb in labels}}
     size = int(manifest["image"]["height"])
-    if len(sets["train"]["image"]) == 0:
-        raise EmojirayError(f"the dataset at {data_uri} has no training images")
-    torch.manual_seed(cfg.train.seed)
-    model = EmojiClassifier({lb: len(vocab[lb]) for lb in labels}, channels=c.channels, size=size).to(device)
-    weights = {lb: class_weights(sets["train"][lb], len(vocab[lb])).to(device) for lb in labels}
-    max_shift = max(1, size // 16)
-    aug = torch.Generator().manual_seed(cfg.train.seed)
-
-    def loss_fn(m, batch):
-        x = shift(to_model_input(batch["image"], channels_last=False), max_shift, aug)
-        logits = m(x)
-        return sum(F.cross_entropy(logits[lb].float(), batch[lb], weight=weights[lb]) for lb in labels)
-
-    def evaluate(split: str) -> dict[str, dict[str, Any]]:
-        probs = predict(model, sets[split]["image"])
-        return {lb: head_metrics(probs[lb], sets[split][lb], vocab[lb]) for lb in labels}
-
-    def validate(m) -> dict[str, float]:
-        heads = evaluate("val")
-        row = {f"val_{lb}_bacc": h["balanced_accuracy"] for lb, h in heads.items()}
-        row["val_score"] = float(np.mean(list(row.values())))
-        return row
-
-    has_val = len(sets["val"]["image"]) > 0
+    n_train = len(sets["train"]["image"])
+    check_helper_data("classifier", c, n_train, len(sets["val"]["image"]), data_uri)
+    EmojiClassifier({lb: len(vocab[lb]) for lb in labels}, channels=c.channels, size=size)  # errors before Ray
+    spec = {"labels": labels, "vocab": vocab, "image_size": size, "examples": n_train, "data": data_uri,
+            "class_weights": {lb: class_weights(sets["train"][lb], len(vocab[lb])).tolist() for lb in labels}}
     t0 = time.perf_counter()
-    history = fit(model, loss_fn, sets["train"], epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
-                  weight_decay=c.weight_decay, max_seconds=c.max_seconds, device=device,
-                  validate=validate if has_val else None, score="val_score" if has_val else "",
-                  seed=cfg.train.seed, label="classifier", log=log)
+    run = fit_helper(ClassifierFamily, cfg, spec, sets["train"], sets["val"], out, log=log,
+                     describe=f"{'/'.join(labels)} heads on {n_train} images, {c.epochs} epoch(s)")
     seconds = time.perf_counter() - t0
-    test = evaluate("test")
+    model, _ = load_classifier(run["model"])
+    test = {lb: head_metrics(probs, sets["test"][lb], vocab[lb])
+            for lb, probs in predict(model, sets["test"]["image"]).items()}
     counts = {lb: {split: {vocab[lb][i]: int(n) for i, n in enumerate(np.bincount(s[lb], minlength=len(vocab[lb])))
                            if n} for split, s in sets.items()} for lb in labels}
-    best = max(history, key=lambda r: r.get("val_score", r["epoch"])) if history else {}
-    report = json_safe({"data": data_uri, "labels": labels, "image_size": size, "device": str(device),
-                        "seconds": seconds, "epochs_run": len(history), "best_epoch": best.get("epoch"),
+    summary, meta = run["summary"], run["meta"]
+    history = summary.get("history", [])
+    max_shift = max(1, size // 16)
+    report = json_safe({"data": data_uri, "labels": labels, "image_size": size,
+                        "device": "cuda" if run["use_gpu"] else "cpu", "workers": run["workers"],
+                        "seconds": seconds, "train_seconds": summary.get("train_seconds"),
+                        "epochs_run": len(history), "best_epoch": meta["epoch"], "val": meta.get("metrics", {}),
                         "augmentation": f"random shift up to {max_shift} px, no flips", "note": NOTE,
-                        "test": test, "class_counts": counts, "history": history})
-    with tempfile.TemporaryDirectory(prefix="emojiray-classifier-") as d:
-        ckpt.save(d, model, KIND, cfg.to_dict(), labels=labels, vocab=vocab, image_size=size,
-                  channels=c.channels, test=report["test"], data=data_uri)
-        ckpt.export(d, out)
+                        "test": test, "class_counts": counts, "history": history,
+                        "run": storage.join(out, RUN_DIR)})
+    publish_model(run["model"], out, KIND, test=report["test"])
     storage.write_json(storage.join(out, "classifier.json"), report)
     shown = ", ".join(f"{lb} {h['accuracy']:.3f} (balanced {h['balanced_accuracy']:.3f})"
                       for lb, h in report["test"].items() if h["accuracy"] is not None)
-    log(f"classifier: {seconds:.0f} s, held-out accuracy {shown or 'n/a (no test images)'} -> {out}")
+    log(f"classifier: {seconds:.0f} s, best epoch {meta['epoch']}, held-out accuracy "
+        f"{shown or 'n/a (no test images)'} -> {out}")
     return report
 
 

@@ -5,7 +5,8 @@ In order, for the extensions listed in ``extensions.run``:
 
 1. more MaskGIT priors through `train-prior` (Ray Train): one conditioned on the vendor (restyle) and
    one per ``extensions.extra_conditions`` (the by-category sheets);
-2. the emoji classifier and the upscaler, each in one Ray task (a GPU when the cluster has one);
+2. the emoji classifier and the upscaler, each through the one Ray Train driver (the GPUs when the
+   cluster has them), like the tokenizer and the priors;
 3. per extension, a demo on ``extensions.demo`` and its measurement (each in one Ray task), written
    as ``<extension>*.png`` sheets and ``<extension>.json``; headline numbers go to pipeline.json.
 
@@ -86,7 +87,7 @@ def run_extensions(cfg: Config, out: str, data_uri: str, vqvae_uri: str, priors:
         if not force and storage.exists(marker) and storage.read_json(marker).get("fingerprint") == fp:
             log(f"extensions: the {name} at {uri} is up to date")
             return
-        run_task(fn, *args, ray_cfg=cfg.ray)
+        fn(*args, log=log)  # Ray Train from this driver (emojiray.train.driver.fit)
         storage.write_json(marker, {"fingerprint": fp})
         changed = True
 

@@ -6,6 +6,10 @@
 Training (``train_upscaler``): the targets are the VQ-VAE's codes of the full-resolution train
 images (encoded once), the inputs their low-res versions; the loss is the cross-entropy of each
 level's codes, summed over the levels. Model selection on val by the PSNR of the decoded codes.
+:class:`UpscalerFamily` is the Ray-free part (a :mod:`~emojiray.train.harness` family) and trains
+through the one Ray driver (:func:`emojiray.train.driver.fit`) like the tokenizer and the priors;
+under ``out``: the model (meta.json, model.safetensors), ``upscaler.json`` and ``train/`` (the Ray
+Train run: ray/upscaler/ checkpoints, tensorboard/, upscaler/).
 
 The low-res operator (``downsample``) is fixed and documented, because super-resolution results
 only mean something for a known degradation: Pillow's BICUBIC resize, which antialiases when it
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import tempfile
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -41,6 +45,7 @@ from emojiray.extensions import common
 from emojiray.images import to_model_input
 from emojiray.models.upscaler import LowResEncoder
 from emojiray.models import checkpoint as ckpt
+from emojiray.train.loop_utils import autocast
 
 KIND = "upscaler"
 VAL_IMAGES = 512  # val images scored after every training epoch (a seeded subset)
@@ -142,74 +147,140 @@ def _code_accuracy(pred: dict[str, torch.Tensor], true: dict[str, torch.Tensor])
     return {lv: float((pred[lv].cpu() == true[lv].cpu()).float().mean()) for lv in true}
 
 
-# -- training ---------------------------------------------------------------------------------------
+# -- the family (no Ray) ------------------------------------------------------------------------------
 
 
-def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, device=None, log=print) -> dict[str, Any]:
+class UpscalerFamily:
+    """The low-res encoder as a :mod:`~emojiray.train.harness` family: the code loss (cross-entropy of
+    each level's codes, summed), AdamW; the best checkpoint by ``val_psnr`` (the decoded codes).
+
+    ``spec``: {"vqvae" (URI as given, for the meta), "vqvae_path" (absolute: workers may run in another
+    directory), "vqvae_fingerprint", "factor", "input_size", "image_size", "grids",
+    "codebook_sizes", "examples" (train images), "data"}. Train batches hold ``lowres`` (B, s, s, 3)
+    uint8 and each level's target codes (B, h, w); val batches also the full-res ``image``. The
+    VQ-VAE is loaded only to evaluate (its decoder draws the predicted codes).
+    """
+
+    name = KIND
+    score = ("val_psnr", "max")
+
+    @staticmethod
+    def batch_size(cfg: Config) -> tuple[str, int]:
+        return "upscale.batch_size", cfg.upscale.batch_size
+
+    def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
+                 rank: int = 0):
+        uc = cfg.upscale
+        self.cfg, self.spec, self.device = cfg, spec, torch.device(device)
+        self.model = LowResEncoder(int(spec["input_size"]), {lv: tuple(g) for lv, g in spec["grids"].items()},
+                                   spec["codebook_sizes"], channels=uc.channels, res_blocks=uc.res_blocks).to(self.device)
+        self.net = self.model
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=uc.lr, weight_decay=uc.weight_decay)
+        self.schedule, self.steps_per_epoch = common.helper_schedule(uc, spec["examples"], world, cfg.train.log_every)
+        self.generator = None
+        self._vqvae = None
+
+    @property
+    def vqvae(self):
+        """The tokenizer whose codes the model predicts (loaded on first use; refused if its weights changed)."""
+        if self._vqvae is None:
+            vqvae, _, _ = ckpt.load_vqvae(self.spec.get("vqvae_path") or self.spec["vqvae"], self.device)
+            if vqvae_fingerprint(vqvae) != self.spec["vqvae_fingerprint"]:
+                raise EmojirayError(f"the VQ-VAE at {self.spec['vqvae']} changed while the upscaler trained on its codes")
+            self._vqvae = vqvae
+        return self._vqvae
+
+    def examples(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["lowres"].shape[0]
+
+    def _codes(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {lv: batch[lv].to(self.device).long() for lv in self.model.grids}
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        with autocast(self.device, True):
+            x = to_model_input(batch["lowres"], self.device, channels_last=False)
+            return {"loss": code_loss(self.net, x, self._codes(batch))}
+
+    def evaluate(self, batches) -> tuple[dict[str, float], None]:
+        correct = {lv: 0 for lv in self.model.grids}
+        cells = {lv: 0 for lv in self.model.grids}
+        psnr, ssim = [], []
+        for batch in batches:
+            x = to_model_input(batch["lowres"], self.device, channels_last=False)
+            pred, true = self.model.predict_codes(x), self._codes(batch)
+            for lv in correct:
+                correct[lv] += int((pred[lv] == true[lv]).sum())
+                cells[lv] += true[lv].numel()
+            p, s = common.image_scores(common.decode(self.vqvae, pred), batch["image"].cpu().numpy())
+            psnr.append(p)
+            ssim.append(s)
+        acc = {lv: correct[lv] / max(cells[lv], 1) for lv in correct}
+        return {"val_code_accuracy": float(np.mean(list(acc.values()))),
+                **{f"val_{lv}_accuracy": a for lv, a in acc.items()},
+                "val_psnr": float(np.concatenate(psnr).mean()) if psnr else math.nan,
+                "val_ssim": float(np.concatenate(ssim).mean()) if ssim else math.nan}, None
+
+    def meta(self) -> dict[str, Any]:
+        s, uc = self.spec, self.cfg.upscale
+        return {"vqvae": s["vqvae"], "vqvae_fingerprint": s["vqvae_fingerprint"], "factor": int(s["factor"]),
+                "input_size": int(s["input_size"]), "image_size": int(s["image_size"]),
+                "grids": {lv: list(g) for lv, g in s["grids"].items()}, "codebook_sizes": dict(s["codebook_sizes"]),
+                "channels": uc.channels, "res_blocks": uc.res_blocks, "data": s.get("data", "")}
+
+
+# -- training (the one Ray driver) ---------------------------------------------------------------------
+
+
+def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, log=print) -> dict[str, Any]:
     """Train the low-res encoder on ``data_uri``'s train split against ``vqvae_uri``'s codes.
 
-    Writes the checkpoint (kind "upscaler": weights, meta with the VQ-VAE URI and fingerprint, the
-    factor, sizes and grids) to ``out`` and ``out/upscaler.json`` (val code accuracy and PSNR of the
-    best epoch, the history); returns that report.
+    Runs in the driver process: the train images and a seeded subset of val (``VAL_IMAGES``) are
+    encoded here with the VQ-VAE (on this process's device), then the family trains through the
+    one Ray driver; the Ray Train run lives in ``out/train/`` (see :func:`common.fit_helper`).
+    Writes the model (kind "upscaler": weights, meta with the VQ-VAE URI and fingerprint, the
+    factor, sizes and grids, and the val block) to ``out`` and ``out/upscaler.json`` (val code
+    accuracy and PSNR of the best epoch, the history); returns that report.
     """
-    from emojiray.extensions.trainer import fit
-
     uc = cfg.upscale
-    device = torch.device(device) if device else common.default_device()
+    device = common.default_device()
     if not storage.exists(storage.join(vqvae_uri, "meta.json")):
         raise EmojirayError(f"no VQ-VAE at {vqvae_uri}")
     vqvae, _, _ = ckpt.load_vqvae(vqvae_uri, device)
     train, _ = common.read_images(data_uri, ("train",), ())
     val, _ = common.read_images(data_uri, ("val",), ())
-    if not len(train):
-        raise EmojirayError(f"the dataset at {data_uri} has no training images")
+    common.check_helper_data("upscale", uc, len(train), len(val), data_uri)
     size = train.shape[1]
-    torch.manual_seed(cfg.train.seed)
-    model = build_upscaler(vqvae, size, uc.factor, uc.channels, uc.res_blocks).to(device)
+    model = build_upscaler(vqvae, size, uc.factor, uc.channels, uc.res_blocks)  # config errors before Ray
     t0 = time.perf_counter()
     targets = {lv: c.cpu().numpy() for lv, c in common.encode(vqvae, train, device).items()}  # {level: (N, h, w)}
     arrays = {"lowres": downsample(train, uc.factor), **targets}
+    val = val[seeded_subset(len(val), VAL_IMAGES, cfg.extensions.seed)]
+    val_arrays = {"image": val, "lowres": downsample(val, uc.factor),
+                  **{lv: c.cpu().numpy() for lv, c in common.encode(vqvae, val, device).items()}}
+    fingerprint = vqvae_fingerprint(vqvae)
     log(f"upscaler: {len(train)} train images, {size // uc.factor} -> {size} px, codes of {vqvae_uri} "
         f"({', '.join(f'{lv} {g[0]}x{g[1]}' for lv, g in model.grids.items())}) in {time.perf_counter() - t0:.0f} s")
-
-    val = val[seeded_subset(len(val), VAL_IMAGES, cfg.extensions.seed)]
-    val_low = downsample(val, uc.factor)
-    val_codes = common.encode(vqvae, val, device) if len(val) else {}
-
-    def loss_fn(m, batch):
-        x = to_model_input(batch["lowres"], channels_last=False)
-        return code_loss(m, x, {lv: batch[lv] for lv in m.grids})
-
-    def validate(m) -> dict[str, float]:
-        pred = predict_codes(m, val_low)
-        acc = _code_accuracy(pred, val_codes)
-        psnr, ssim = common.image_scores(common.decode(vqvae, pred), val)
-        return {"val_code_accuracy": float(np.mean(list(acc.values()))),
-                **{f"val_{lv}_accuracy": a for lv, a in acc.items()},
-                "val_psnr": float(psnr.mean()), "val_ssim": float(ssim.mean())}
-
-    has_val = len(val) > 0
-    history = fit(model, loss_fn, arrays, epochs=uc.epochs, batch_size=uc.batch_size, lr=uc.lr,
-                  weight_decay=uc.weight_decay, max_seconds=uc.max_seconds, device=device,
-                  validate=validate if has_val else None, score="val_psnr" if has_val else "",
-                  seed=cfg.train.seed, label="upscaler", log=log)
+    del vqvae, train
+    spec = {"vqvae": vqvae_uri, "vqvae_path": storage.absolute(vqvae_uri), "vqvae_fingerprint": fingerprint,
+            "factor": uc.factor, "input_size": size // uc.factor,
+            "image_size": size, "grids": {lv: list(g) for lv, g in model.grids.items()},
+            "codebook_sizes": dict(model.codebook_sizes), "examples": len(arrays["lowres"]), "data": data_uri}
+    run = common.fit_helper(UpscalerFamily, cfg, spec, arrays, val_arrays, out, log=log,
+                            describe=f"{size // uc.factor} -> {size} px on {spec['examples']} images, "
+                                     f"{uc.epochs} epoch(s)")
     seconds = time.perf_counter() - t0
-    best = max(history, key=lambda r: r.get("val_psnr", r["epoch"]))
+    summary, meta = run["summary"], run["meta"]
+    history, best = summary.get("history", []), meta.get("metrics", {})
     report = common.json_safe({
-        "data": data_uri, "vqvae": vqvae_uri, "vqvae_fingerprint": vqvae_fingerprint(vqvae), "device": str(device),
-        "factor": uc.factor, "input_size": size // uc.factor, "output_size": size,
-        "grids": {lv: list(g) for lv, g in model.grids.items()}, "train_images": len(train), "val_images": len(val),
-        "seconds": seconds, "epochs_run": len(history), "best_epoch": best["epoch"],
+        "data": data_uri, "vqvae": vqvae_uri, "vqvae_fingerprint": fingerprint,
+        "device": "cuda" if run["use_gpu"] else "cpu", "workers": run["workers"],
+        "factor": uc.factor, "input_size": size // uc.factor, "output_size": size, "grids": spec["grids"],
+        "train_images": spec["examples"], "val_images": len(val), "seconds": seconds,
+        "train_seconds": summary.get("train_seconds"), "epochs_run": len(history), "best_epoch": meta["epoch"],
         "val": {"code_accuracy": best.get("val_code_accuracy"), "psnr": best.get("val_psnr"),
-                "ssim": best.get("val_ssim"),
-                **{f"{lv}_accuracy": best.get(f"val_{lv}_accuracy") for lv in model.grids}},
-        "downsample": "Pillow BICUBIC (antialiased)", "history": history})
-    with tempfile.TemporaryDirectory(prefix="emojiray-upscaler-") as d:
-        ckpt.save(d, model, KIND, cfg.to_dict(), vqvae=vqvae_uri, vqvae_fingerprint=report["vqvae_fingerprint"],
-                  factor=uc.factor, input_size=size // uc.factor, image_size=size,
-                  grids=report["grids"], codebook_sizes=model.codebook_sizes,
-                  channels=uc.channels, res_blocks=uc.res_blocks, val=report["val"], data=data_uri)
-        ckpt.export(d, out)
+                "ssim": best.get("val_ssim"), **{f"{lv}_accuracy": best.get(f"val_{lv}_accuracy") for lv in spec["grids"]}},
+        "downsample": "Pillow BICUBIC (antialiased)", "history": history, "run": storage.join(out, common.RUN_DIR)})
+    common.publish_model(run["model"], out, KIND, val=report["val"])
     storage.write_json(storage.join(out, "upscaler.json"), report)
     v = report["val"]
     log(f"upscaler: {seconds:.0f} s, best epoch {report['best_epoch']}: val code accuracy "

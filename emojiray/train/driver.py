@@ -1,12 +1,13 @@
 """The one Ray Train driver: a family's :func:`emojiray.train.harness.run` on TorchTrainer workers.
 
-``fit(family_cls, cfg, spec, datasets, out)`` is how the tokenizer, the priors and the sweep's
-trials train: it claims the run directory (``--resume`` / ``--force``), sizes the workers to the
-cluster, starts a ``TorchTrainer`` whose every worker builds the family, restores the latest
-checkpoint (a resume, or a restart after a worker failure), wraps the model in DDP and runs the
-Ray-free loop over its Ray Data shard; rank 0 validates and checkpoints at each report. Afterwards
-the best checkpoint (by the family's score) or the last is exported to ``<out>/<family.name>``;
-a failure is one line, a stop on a non-finite loss keeps the last good model.
+``fit(family_cls, cfg, spec, datasets, out)`` is how the tokenizer, the priors, the sweep's trials
+and the extensions' helper models (classifier, upscaler) train: it claims the run directory
+(``--resume`` / ``--force``), sizes the workers to the cluster, starts a ``TorchTrainer`` whose
+every worker builds the family, restores the latest checkpoint (a resume, or a restart after a
+worker failure), wraps the model in DDP and runs the Ray-free loop over its Ray Data shard; rank 0
+validates and checkpoints at each report. Afterwards the best checkpoint (by the family's score)
+or the last is exported to ``<out>/<family.name>``; a failure is one line, a stop on a non-finite
+loss keeps the last good model.
 
 Layout under ``out``::
 

@@ -1,5 +1,6 @@
 """Super-resolution: the low-res encoder's shapes, the low-res operator and baselines, decoding the
-predicted codes, training, the metric and the CLI demo, one-line errors (pure PyTorch, no Ray)."""
+predicted codes, training (through the Ray driver: the test marked ray), the metric and the CLI demo,
+one-line errors (the rest: pure PyTorch, no Ray)."""
 
 from __future__ import annotations
 
@@ -103,21 +104,25 @@ def test_perfect_codes_decode_to_the_vq_ceiling(tmp_path):
         upscale(model, vq, images)
 
 
-def test_train_evaluate_cli_and_errors(npm_cache, tmp_path, capsys):
+@pytest.mark.ray
+def test_train_evaluate_cli_and_errors(ray_local, npm_cache, tmp_path, capsys):
     data = str(tmp_path / "ds")
     prepare(DataConfig(npm_version="0.0.0-test", size=32, val_fraction=0.2, test_fraction=0.2), data, **QUIET)
     _, vq = tiny_pair(tmp_path, "maskgit")
     cfg = load_config("smoke", ["upscale.channels=16", "upscale.res_blocks=1", "upscale.epochs=6",
                                 "upscale.batch_size=8", "upscale.lr=3e-3", "extensions.eval_images=6"])
     up = str(tmp_path / "upscaler")
-    report = train_upscaler(data, vq, up, cfg, device="cpu", **QUIET)
+    report = train_upscaler(data, vq, up, cfg, **QUIET)
     losses = [r["train_loss"] for r in report["history"]]
+    assert len(losses) == 6 and report["best_epoch"] == max(report["history"], key=lambda r: r["val_psnr"])["epoch"]
     assert losses[-1] < 0.8 * losses[0], f"the code loss falls: {losses}"
     assert report["input_size"] == 16 and report["output_size"] == 32 and report["grids"] == {"top": [4, 4], "bottom": [8, 8]}
     assert 0 <= report["val"]["code_accuracy"] <= 1 and report["val"]["psnr"] > 0
     assert json.loads((tmp_path / "upscaler" / "upscaler.json").read_text())["best_epoch"] == report["best_epoch"]
     model, meta = load_upscaler(up, "cpu")
     assert meta["kind"] == KIND and meta["vqvae"] == vq and meta["factor"] == 2 and model.input_size == 16
+    assert meta["val"] == report["val"] and meta["epoch"] == report["best_epoch"]
+    assert (tmp_path / "upscaler" / "train" / KIND / "meta.json").exists(), "the Ray Train run beside the model"
 
     out = tmp_path / "ext"
     rec = evaluate_upscale(common.RunPaths.of(data=data, upscaler=up), cfg, str(out), features=thumbnail, **QUIET)
@@ -155,4 +160,4 @@ def test_train_evaluate_cli_and_errors(npm_cache, tmp_path, capsys):
     assert main(["train-upscaler", "--data", data]) == 1
     assert "give --data DATA, --vqvae VQVAE and --out URI" in capsys.readouterr().err
     with pytest.raises(EmojirayError, match="no VQ-VAE at"):
-        train_upscaler(data, str(tmp_path / "none"), up, cfg, device="cpu", **QUIET)
+        train_upscaler(data, str(tmp_path / "none"), up, cfg, **QUIET)

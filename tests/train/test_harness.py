@@ -64,7 +64,8 @@ def test_vqvae_family_learns_without_ray_and_evaluates_deterministically():
 
 def test_families_and_the_loop_import_no_ray():
     code = ("import sys, emojiray.train.harness, emojiray.train.vqvae_loop, emojiray.train.prior_loop, "
-            "emojiray.extensions.trainer; print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))")
+            "emojiray.extensions.classifier, emojiray.extensions.upscale; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
