@@ -70,7 +70,10 @@ class ModelConfig:
     res_blocks: int = 2  # residual blocks per encoder/decoder
     res_channels: int = 32  # channels inside a residual block
     downsample: list[int] = field(default_factory=lambda: [4, 2])  # image->bottom, bottom->top
-    codebook_size: list[int] = field(default_factory=lambda: [512, 512])  # K per level
+    quantizer: str = "vq"  # vq (a learned codebook) | fsq (finite scalar quantisation: no codebook)
+    codebook_size: list[int] = field(default_factory=lambda: [512, 512])  # K per level (vq)
+    # fsq: values per channel, one list per level; K = their product (e.g. [8, 5, 5, 5] = 1000 codes)
+    fsq_levels: list[list[int]] = field(default_factory=lambda: [[8, 5, 5, 5], [8, 5, 5, 5]])
     code_dim: list[int] = field(default_factory=lambda: [64, 64])  # channels at each quantizer
     lookup_dim: int = 0  # 0 = code_dim; smaller = low-dimensional codebook lookup
     l2_normalize: bool = False  # cosine-similarity codebooks
@@ -79,6 +82,7 @@ class ModelConfig:
     ema_decay: float = 0.99
     kmeans_init: bool = True  # initialise codebooks by k-means on the first batch
     dead_code_steps: int = 100  # re-seed a code unused for this many steps (0 = never)
+    rotation_trick: bool = False  # vq: the rotation trick's gradient instead of straight-through
 
 
 @dataclass
@@ -124,6 +128,12 @@ class PriorConfig:
     blocks: int = 4  # PixelSNAIL blocks (gated residual stack + attention)
     res_per_block: int = 2
     maskgit_steps: int = 12  # parallel decoding steps
+    # MaskGIT's choice temperature: Gumbel noise of this scale on the confidences that pick which
+    # predictions to keep, annealed linearly to 0 over the steps (Chang et al. 2022 use 4.5)
+    choice_temperature: float = 4.5
+    # label smoothing of MaskGIT's training loss (Chang et al. 2022 use 0.1); the AR priors (transformer,
+    # pixelsnail) train on the plain likelihood they are measured by; validation NLL is always plain
+    label_smoothing: float = 0.1
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0

@@ -18,6 +18,8 @@ def register(sub) -> None:
     p.add_argument("--top-k", type=int, help="keep the k most likely codes (0 = off)")
     p.add_argument("--top-p", type=float, help="nucleus sampling mass (1 = off)")
     p.add_argument("--maskgit-steps", type=int, help="MaskGIT parallel decoding steps")
+    p.add_argument("--choice-temperature", type=float,
+                   help="MaskGIT: scale of the Gumbel noise on the confidences that choose which codes to keep")
     p.add_argument("--seed", type=int, help="run seed (default: sample.seed)")
     p.add_argument("--batch-size", type=int, help="samples per forward batch (default: sample.batch_size)")
     p.add_argument("--shard-size", type=int, help="samples per shard (default: sample.shard_size)")
@@ -35,7 +37,8 @@ def run(args) -> int:
                                     "sample.batch_size": args.batch_size, "sample.shard_size": args.shard_size,
                                     "sample.actors": args.actors, "sample.png": False if args.no_png else None})
     params = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-              "guidance": args.guidance, "maskgit_steps": args.maskgit_steps}
+              "guidance": args.guidance, "maskgit_steps": args.maskgit_steps,
+              "choice_temperature": args.choice_temperature}
     sample_run(args.prior, args.out, cfg.sample.n, vqvae=args.vqvae, cfg=cfg.sample, ray_cfg=cfg.ray,
                condition=args.condition, params=params, force=args.force)
     return 0

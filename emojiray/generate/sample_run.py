@@ -14,7 +14,7 @@ generates, decodes and writes whole shards. Output under ``out``::
     shards/samples-00000.parquet
         index (global sample number), image (H·W·3 RGB bytes), <level> (h·w int16 codes),
         condition (value or ""), condition_id (-1 = unconditional), seed (the shard's seed),
-        temperature, top_k, top_p, guidance, maskgit_steps
+        temperature, top_k, top_p, guidance, maskgit_steps, choice_temperature
     png/00000000.png ...       one PNG per sample (optional), written before its shard
     manifest.json              written last: the plan, every shard, speed and device
 
@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emojiray import storage
+from emojiray.config import PriorConfig
 from emojiray.errors import EmojirayError
 
 FORMAT = "emojiray-samples"
@@ -126,6 +127,8 @@ def samples_table(start: int, images: np.ndarray, codes: dict[str, np.ndarray], 
     cols["top_p"] = pa.array(np.full(n, params["top_p"], dtype=np.float32))
     cols["guidance"] = pa.array(np.full(n, params["guidance"], dtype=np.float32))
     cols["maskgit_steps"] = pa.array(np.full(n, params["maskgit_steps"], dtype=np.int16))
+    choice = params.get("choice_temperature", PriorConfig.choice_temperature)  # MaskGIT only; plans before it had none
+    cols["choice_temperature"] = pa.array(np.full(n, choice, dtype=np.float32))
     return pa.table(cols)
 
 

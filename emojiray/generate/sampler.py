@@ -17,7 +17,7 @@ from emojiray.models.prior import build_prior, sample_codes
 from emojiray.models import checkpoint as ckpt
 
 # Sampling parameters a run may override, with the prior config field each one sets.
-PARAMS = ("temperature", "top_k", "top_p", "guidance", "maskgit_steps")
+PARAMS = ("temperature", "top_k", "top_p", "guidance", "maskgit_steps", "choice_temperature")
 
 
 def check_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -36,6 +36,8 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
         raise EmojirayError(f"guidance must be >= 0 (1 = plain conditional), got {p['guidance']}")
     if p.get("maskgit_steps", 1) < 1:
         raise EmojirayError(f"maskgit_steps must be >= 1, got {p['maskgit_steps']}")
+    if p.get("choice_temperature", 0.0) < 0:
+        raise EmojirayError(f"choice_temperature must be >= 0, got {p['choice_temperature']}")
     return p
 
 

@@ -39,15 +39,30 @@ def build_prior(cfg: PriorConfig, layout: CodeLayout, n_classes: int):
     raise EmojirayError(f"unknown prior.kind {cfg.kind!r}: choose from {', '.join(KINDS)}")
 
 
+def smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0, dim: int = -1,
+                           reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy with label smoothing over the *allowed* classes only: the target's weight is
+    1 - smoothing and the rest is spread evenly over the classes whose logit is finite (the
+    priors give -inf to the codes of other levels, which must get no share)."""
+    logp = F.log_softmax(logits.float(), dim=dim)
+    nll = -logp.gather(dim, target.unsqueeze(dim)).squeeze(dim)
+    if smoothing > 0:
+        allowed = torch.isfinite(logits)
+        uniform = -logp.masked_fill(~allowed, 0.0).sum(dim) / allowed.sum(dim).clamp(min=1)
+        nll = (1 - smoothing) * nll + smoothing * uniform
+    return nll.sum() if reduction == "sum" else nll.mean()
+
+
 def prior_loss(model, kind: str, layout: CodeLayout, codes: dict[str, torch.Tensor],
-               cond: torch.Tensor | None, generator: torch.Generator | None = None):
-    """(mean cross-entropy in nats, correct predictions, predicted codes) for one batch."""
+               cond: torch.Tensor | None, generator: torch.Generator | None = None, label_smoothing: float = 0.0):
+    """(mean cross-entropy in nats, correct predictions, predicted codes) for one batch; with
+    ``label_smoothing`` the training loss (targets mixed with a uniform over the level's codes)."""
     if kind == "pixelsnail":
         logits = model(codes, cond)
         losses, correct, count = [], 0, 0
         for lv in layout.levels:
             lg, tgt = logits[lv].float(), codes[lv]
-            losses.append(F.cross_entropy(lg, tgt, reduction="sum"))
+            losses.append(smoothed_cross_entropy(lg, tgt, label_smoothing, dim=1, reduction="sum"))
             correct += int((lg.argmax(1) == tgt).sum())
             count += tgt.numel()
         return torch.stack(losses).sum() / count, correct, count
@@ -58,9 +73,10 @@ def prior_loss(model, kind: str, layout: CodeLayout, codes: dict[str, torch.Tens
         masked, mask = inner.mask_for_training(tokens, generator)
         logits = model(masked, cond)[mask].float()
         target = tokens[mask]
-        return F.cross_entropy(logits, target), int((logits.argmax(-1) == target).sum()), int(mask.sum())
+        return (smoothed_cross_entropy(logits, target, label_smoothing), int((logits.argmax(-1) == target).sum()),
+                int(mask.sum()))
     logits = model(tokens, cond).float()
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
+    loss = smoothed_cross_entropy(logits, tokens, label_smoothing)
     return loss, int((logits.argmax(-1) == tokens).sum()), tokens.numel()
 
 
@@ -76,5 +92,6 @@ def sample_codes(model, kind: str, layout: CodeLayout, n: int, cond: torch.Tenso
     if kind == "pixelsnail":
         return model.generate(n, cond, **kw)
     if kind == "maskgit":
-        return layout.unflatten(model.generate(n, cond, steps=cfg.maskgit_steps, **kw))
+        return layout.unflatten(model.generate(n, cond, steps=cfg.maskgit_steps,
+                                               choice_temperature=cfg.choice_temperature, **kw))
     return layout.unflatten(model.generate(n, cond, **kw))

@@ -1,19 +1,30 @@
-"""Vector quantisation with an EMA codebook (van den Oord et al. 2017; Razavi et al. 2019).
+"""The quantizers of the tokenizer's levels: vector quantisation with an EMA codebook (van den Oord
+et al. 2017; Razavi et al. 2019) and finite scalar quantisation (Mentzer et al. 2023).
 
-One ``VectorQuantizer`` per level. What it does each training step, in order:
+Both map (B, C, H, W) features to (B, H, W) code indices and back with the same interface
+(``K``, ``forward``, ``nearest``, ``embed_codes``), so a model takes either at any level.
+
+``VectorQuantizer``. What it does each training step, in order:
 
 1. optional projection to a low-dimensional lookup space (``codebook_dim`` < ``dim``, 1x1 convs),
    optional l2 normalisation of inputs and codes (cosine-similarity codebooks);
 2. on the first training batch, k-means initialisation of the codebook from the encoder
    outputs (computed on rank 0 and broadcast, so every worker starts identical);
-3. nearest-code assignment and the straight-through estimator ``z + (q - z).detach()``;
+3. nearest-code assignment and the straight-through estimator ``z + (q - z).detach()``, or with
+   ``rotation_trick`` the rotation trick (Fifty et al. 2024): the gradient reaching ``z`` is
+   rotated and scaled as ``z`` would have to be to land on its code;
 4. commitment loss ``beta * ||z - sg(q)||^2`` (plus the codebook loss ``||sg(z) - q||^2`` when
    the codebook is learned by gradient instead of EMA);
 5. EMA update of code counts and sums (decay ``decay``, Laplace smoothing ``eps``);
 6. dead-code restart: a code unused for ``dead_code_steps`` consecutive steps is re-seeded from a
    random current encoder output.
 
-Under ``torch.distributed`` every statistic (counts, sums, usage) is all-reduced and every
+``FSQuantizer`` has no codebook: each of a few channels is bounded and rounded to one of
+``levels[i]`` values, and a code is the tuple of those values (K = the product of the levels).
+Every code is reachable and nothing can collapse, so there is no loss, no initialisation and no
+restart.
+
+Under ``torch.distributed`` every VQ statistic (counts, sums, usage) is all-reduced and every
 random choice (k-means, restarts) is made on rank 0 and broadcast, so all workers keep
 bit-identical codebooks without relying on DDP buffer broadcasts.
 """
@@ -86,6 +97,23 @@ def _nearest(x: torch.Tensor, codes: torch.Tensor, chunk: int = 65536) -> torch.
     return out[0] if len(out) == 1 else torch.cat(out)
 
 
+def rotate_to(z: torch.Tensor, q: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Rows of ``z`` (N, D) moved onto ``q`` (N, D) by a rotation and a scaling treated as constants.
+
+    The forward value is ``q``; the gradient reaching ``z`` is the output's gradient rotated by
+    the same rotation (the one in the plane of z and q taking z's direction to q's) and scaled
+    by ||q|| / ||z||. It is the Householder form I - 2 r r^T + 2 q^ z^T with r the unit bisector
+    of z^ and q^, applied without forming a (D, D) matrix.
+    """
+    z_norm = z.norm(dim=1, keepdim=True).clamp(min=eps)
+    q_norm = q.norm(dim=1, keepdim=True)
+    u = (z / z_norm).detach()
+    v = (q / q_norm.clamp(min=eps)).detach()
+    r = F.normalize(u + v, dim=1, eps=eps)
+    rotated = z - 2 * (z * r).sum(1, keepdim=True) * r + 2 * (z * u).sum(1, keepdim=True) * v
+    return rotated * (q_norm / z_norm).detach()
+
+
 @dataclass
 class QuantizerOutput:
     z_q: torch.Tensor  # (B, C, H, W) quantised features (straight-through), same shape as input
@@ -109,8 +137,10 @@ class VectorQuantizer(nn.Module):
         kmeans_iters: int = 10,
         dead_code_steps: int = 100,
         l2_normalize: bool = False,
+        rotation_trick: bool = False,
     ):
         super().__init__()
+        self.rotation_trick = rotation_trick
         code_dim = codebook_dim or dim
         self.K, self.D = codebook_size, code_dim
         self.beta, self.decay, self.eps = beta, decay, eps
@@ -190,7 +220,7 @@ class VectorQuantizer(nn.Module):
         probs = counts / counts.sum().clamp(min=1)
         perplexity = torch.exp(-(probs * (probs + 1e-10).log()).sum())
 
-        q = flat + (q - flat).detach()  # straight-through estimator
+        q = rotate_to(flat, q) if self.rotation_trick else flat + (q - flat).detach()  # straight through
         z_q = q.view(b, h, w, d).permute(0, 3, 1, 2).to(z.dtype)
         return QuantizerOutput(z_q, codes.view(b, h, w), loss, perplexity, restarted)
 
@@ -234,3 +264,72 @@ class VectorQuantizer(nn.Module):
         self.cluster_size[dead] = 1.0
         self.unused_steps[dead] = 0
         return n_dead
+
+
+class FSQuantizer(nn.Module):
+    """Finite scalar quantisation: ``levels`` values per channel, no codebook to learn.
+
+    ``dim`` features are projected (1x1 conv) to ``len(levels)`` channels; channel i is squashed by
+    tanh into an interval holding ``levels[i]`` integers, rounded (straight-through gradient) and
+    scaled back into [-1, 1]; a 1x1 conv returns to ``dim``. The code index is the mixed-radix
+    number whose digit i is channel i's integer (0 .. levels[i] - 1), so K = prod(levels).
+    """
+
+    def __init__(self, dim: int, levels: list[int] | tuple[int, ...] = (8, 5, 5, 5), eps: float = 1e-3):
+        super().__init__()
+        levels = [int(n) for n in levels]
+        if not levels or min(levels) < 2:
+            raise ValueError(f"FSQ levels must be integers >= 2, got {levels}")
+        self.levels, self.d = levels, len(levels)
+        self.K = int(torch.tensor(levels).prod())
+        self.project_in = nn.Conv2d(dim, self.d, 1)
+        self.project_out = nn.Conv2d(self.d, dim, 1)
+        n = torch.tensor(levels, dtype=torch.float32)
+        self.register_buffer("_half", (n - 1) * (1 + eps) / 2, persistent=False)  # tanh's reach
+        self.register_buffer("_offset", (1 - n % 2) / 2, persistent=False)  # 0.5 for an even count
+        self.register_buffer("_shift", torch.atanh(self._offset / self._half), persistent=False)
+        self.register_buffer("_width", torch.div(n, 2, rounding_mode="floor"), persistent=False)
+        basis = torch.cumprod(torch.tensor([1] + levels[:-1], dtype=torch.long), 0)
+        self.register_buffer("_basis", basis, persistent=False)
+
+    def _view(self, t: torch.Tensor) -> torch.Tensor:
+        return t.view(1, -1, 1, 1)
+
+    def _round(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, d, H, W) -> integers in [-width, levels - 1 - width] per channel (straight-through)."""
+        bounded = torch.tanh(z + self._view(self._shift)) * self._view(self._half) - self._view(self._offset)
+        return bounded + (bounded.round() - bounded).detach()
+
+    def _indices(self, ints: torch.Tensor) -> torch.Tensor:
+        digits = (ints.detach() + self._view(self._width)).round().long()  # (B, d, H, W) in 0..L-1
+        return (digits * self._view(self._basis)).sum(1)
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        z = self.project_in(z)
+        with torch.autocast(z.device.type, enabled=False):  # rounding and indices in fp32
+            ints = self._round(z.float())
+            codes = self._indices(ints)
+            counts = torch.bincount(codes.flatten(), minlength=self.K).float()
+            counts = _all_reduce_(counts) if self.training else counts
+            probs = counts / counts.sum().clamp(min=1)
+            perplexity = torch.exp(-(probs * (probs + 1e-10).log()).sum())
+            z_q = (ints / self._view(self._width)).to(z.dtype)
+        return QuantizerOutput(self.project_out(z_q), codes, z.new_zeros((), dtype=torch.float32), perplexity, 0)
+
+    def codes_to_values(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) indices -> (B, d, H, W) quantised values in [-1, 1]."""
+        n = torch.tensor(self.levels, device=codes.device)
+        digits = torch.div(codes.unsqueeze(1), self._view(self._basis), rounding_mode="floor") % n.view(1, -1, 1, 1)
+        return (digits - self._view(self._width)) / self._view(self._width)
+
+    def embed_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) indices -> (B, C, H, W) features as the decoder sees them."""
+        values = self.codes_to_values(codes)
+        return self.project_out(values.to(self.project_out.weight.dtype))
+
+    @torch.no_grad()
+    def nearest(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) features -> (B, H, W) code indices."""
+        z = self.project_in(z)
+        with torch.autocast(z.device.type, enabled=False):
+            return self._indices(self._round(z.float()))

@@ -23,7 +23,9 @@ from torch import nn
 
 from emojiray.config import ModelConfig
 from emojiray.models.blocks import Decoder, Encoder, _halvings
-from emojiray.models.quantize import VectorQuantizer
+from emojiray.models.quantize import FSQuantizer, VectorQuantizer
+
+QUANTIZERS = ("vq", "fsq")
 
 
 @dataclass
@@ -35,11 +37,13 @@ class VQVAEOutput:
     restarted: dict[str, int] = field(default_factory=dict)
 
 
-def _quantizer(cfg: ModelConfig, dim: int, level: int) -> VectorQuantizer:
+def _quantizer(cfg: ModelConfig, dim: int, level: int) -> VectorQuantizer | FSQuantizer:
+    if cfg.quantizer == "fsq":
+        return FSQuantizer(dim, cfg.fsq_levels[level])
     return VectorQuantizer(
         dim, codebook_size=cfg.codebook_size[level], codebook_dim=cfg.lookup_dim, beta=cfg.beta,
         decay=cfg.ema_decay, ema=cfg.ema, kmeans_init=cfg.kmeans_init,
-        dead_code_steps=cfg.dead_code_steps, l2_normalize=cfg.l2_normalize,
+        dead_code_steps=cfg.dead_code_steps, l2_normalize=cfg.l2_normalize, rotation_trick=cfg.rotation_trick,
     )
 
 
@@ -68,7 +72,7 @@ class VQVAE(nn.Module):
         self.dec = Decoder(D, 3, C, cfg.res_blocks, cfg.res_channels, f)
 
     @property
-    def quantizers(self) -> dict[str, VectorQuantizer]:
+    def quantizers(self) -> dict[str, VectorQuantizer | FSQuantizer]:
         return {"bottom": self.quant}
 
     def forward(self, x: torch.Tensor) -> VQVAEOutput:
@@ -117,7 +121,7 @@ class VQVAE2(nn.Module):
         self.dec = Decoder(D_t + D_b, 3, C, rb, rc, f_b)
 
     @property
-    def quantizers(self) -> dict[str, VectorQuantizer]:
+    def quantizers(self) -> dict[str, VectorQuantizer | FSQuantizer]:
         return {"top": self.quant_t, "bottom": self.quant_b}
 
     def _quantize(self, x: torch.Tensor):
@@ -176,10 +180,18 @@ def build_vqvae(cfg: ModelConfig, image_size: int | None = None) -> VQVAE | VQVA
 
     if cfg.arch not in ARCHS:
         raise EmojirayError(f"unknown model.arch {cfg.arch!r}: choose from {', '.join(ARCHS)}")
+    if cfg.quantizer not in QUANTIZERS:
+        raise EmojirayError(f"unknown model.quantizer {cfg.quantizer!r}: choose from {', '.join(QUANTIZERS)}")
     n_levels = 2 if cfg.arch == "vqvae2" else 1
-    for name in ("downsample", "codebook_size", "code_dim"):
+    per_level = ("downsample", "code_dim") + (("fsq_levels",) if cfg.quantizer == "fsq" else ("codebook_size",))
+    for name in per_level:
         if len(getattr(cfg, name)) < n_levels:
             raise EmojirayError(f"model.{name} needs {n_levels} values for {cfg.arch}, got {getattr(cfg, name)}")
+    if cfg.quantizer == "fsq":
+        for levels in cfg.fsq_levels[:n_levels]:
+            if not isinstance(levels, (list, tuple)) or not levels or min(levels) < 2:
+                raise EmojirayError(f"model.fsq_levels: each level needs a list of integers >= 2 (values per "
+                                    f"channel), got {cfg.fsq_levels}")
     try:
         for f in cfg.downsample[:n_levels]:
             _halvings(f)

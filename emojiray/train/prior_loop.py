@@ -103,6 +103,7 @@ class PriorFamily:
             log_every=tc.log_every)
         self.steps_per_epoch = max(1, spec["examples"] // (pc.batch_size * world))
         self.generator = torch.Generator(device=self.device).manual_seed(tc.seed + 1000 * rank)
+        self.smoothing = pc.label_smoothing if pc.kind == "maskgit" else 0.0
 
     def examples(self, batch: dict[str, torch.Tensor]) -> int:
         return batch[self.layout.levels[0]].shape[0]
@@ -118,8 +119,9 @@ class PriorFamily:
             drop = torch.rand(cond.shape, generator=self.generator, device=self.device) < self.cfg.prior.cond_dropout
             cond = cond.masked_fill(drop, self.n_classes)
         with autocast(self.device, self.cfg.train.bf16):
-            loss, _, _ = prior_loss(self.net, self.cfg.prior.kind, self.layout, codes, cond, self.generator)
-        return {"loss": loss, "bits_per_code": loss.detach() / math.log(2)}
+            loss, _, _ = prior_loss(self.net, self.cfg.prior.kind, self.layout, codes, cond, self.generator,
+                                    label_smoothing=self.smoothing)
+        return {"loss": loss, "bits_per_code": loss.detach() / math.log(2)}  # smoothed: above the plain NLL
 
     def evaluate(self, batches) -> tuple[dict[str, float], None]:
         gen = torch.Generator(device=self.device).manual_seed(0)  # fixed masks for MaskGIT: comparable reports

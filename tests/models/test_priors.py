@@ -10,6 +10,7 @@ import torch
 from emojiray.models.codes import CodeLayout, filter_logits, guided, sample_logits
 from emojiray.models.maskgit import MaskGIT, cosine_schedule
 from emojiray.models.pixelsnail import HierarchicalPixelSNAIL, PixelSNAIL
+from emojiray.models.prior import smoothed_cross_entropy
 from emojiray.models.transformer import ARTransformer
 
 LAYOUT = CodeLayout(levels=("top", "bottom"), grids=((2, 2), (4, 4)), sizes=(5, 7))
@@ -97,8 +98,9 @@ def test_maskgit_schedule_and_decoding_fill_every_position():
     assert (cosine_schedule(r)[1:] <= cosine_schedule(r)[:-1]).all()
     torch.manual_seed(0)
     model = MaskGIT(LAYOUT, n_classes=2, dim=32, layers=2, heads=4).eval()
-    for steps in (1, 8, 16):
-        out = model.generate(5, torch.tensor([0, 1, 0, 1, 2]), steps=steps, generator=torch.Generator().manual_seed(0))
+    for steps, choice in ((1, 4.5), (2, 4.5), (3, 0.0), (8, 4.5), (12, 1.0), (16, 4.5), (40, 4.5)):
+        out = model.generate(5, torch.tensor([0, 1, 0, 1, 2]), steps=steps, choice_temperature=choice,
+                             generator=torch.Generator().manual_seed(0))
         assert out.shape == (5, 20) and not (out == model.mask_id).any()
         codes = LAYOUT.unflatten(out)
         assert 0 <= codes["top"].min() and codes["top"].max() < 5 and 0 <= codes["bottom"].min() and codes["bottom"].max() < 7
@@ -182,3 +184,24 @@ def test_sampling_filters():
     assert torch.allclose(freq, logits.softmax(-1)[0], atol=0.03)
     assert torch.equal(guided(torch.ones(3), torch.zeros(3), 0.0), torch.zeros(3))
     assert torch.equal(guided(torch.ones(3), torch.zeros(3), 2.0), 2 * torch.ones(3))
+
+
+def test_label_smoothing_spreads_only_over_the_allowed_codes():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 9)
+    target = torch.randint(0, 5, (6,))
+    assert torch.allclose(smoothed_cross_entropy(logits, target), torch.nn.functional.cross_entropy(logits, target))
+    assert torch.allclose(smoothed_cross_entropy(logits, target, 0.1),
+                          torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1))
+    # codes 5..8 belong to another level: -inf logits get no share and the loss stays finite
+    masked = logits.clone()
+    masked[:, 5:] = float("-inf")
+    loss = smoothed_cross_entropy(masked, target, 0.2)
+    logp = torch.log_softmax(logits[:, :5], -1)
+    expected = (0.8 * -logp.gather(1, target[:, None]).squeeze(1) + 0.2 * -logp.mean(1)).mean()
+    assert torch.isfinite(loss) and torch.allclose(loss, expected)
+    # class dimension 1 (PixelSNAIL's (B, K, h, w) logits), summed
+    grid = torch.randn(2, 5, 3, 3)
+    tgt = torch.randint(0, 5, (2, 3, 3))
+    assert torch.allclose(smoothed_cross_entropy(grid, tgt, 0.1, dim=1, reduction="sum"),
+                          torch.nn.functional.cross_entropy(grid, tgt, label_smoothing=0.1, reduction="sum"))
