@@ -56,6 +56,7 @@ RECIPES: dict[str, list[str]] = {
     "fsq-flat-16x16-1000": ["model.arch=vqvae", "model.quantizer=fsq", "model.downsample=[2,2]",
                             "model.fsq_levels=[[8,5,5,5]]"],
     "vq-flat-16x16-256": ["model.arch=vqvae", "model.downsample=[2,2]", "model.codebook_size=[256,64]"],
+    "vq-flat-8x8-256": ["model.arch=vqvae", "model.codebook_size=[256,64]"],
     "vq-flat-8x8-1024": ["model.arch=vqvae", "model.codebook_size=[1024,64]"],
     "vq-16x16-512": ["model.downsample=[2,2]", "model.codebook_size=[512,512]"],
     "fsq-8x8-1000-c128": ["model.quantizer=fsq", "model.fsq_levels=[[8,5,5,5],[8,5,5,5]]", "model.channels=128"],

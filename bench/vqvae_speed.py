@@ -9,7 +9,7 @@ In one run, on the same device, model and data:
 2. the Ray path: ``train_vqvae`` (Ray Data -> TorchTrainer) for ``--seconds`` of training time,
    validating every ``--report-every`` seconds; its wall time (Ray start-up, validation,
    checkpoints and export included) against that training budget;
-3. the held-out split (val + test) measured with eval-vqvae: PSNR, SSIM, rFID (standard
+3. the held-out split (val + test, or ``--split``) measured with eval-vqvae: PSNR, SSIM, rFID (standard
    TF-Inception features) and codes used per level.
 
 images/s is images trained over training seconds for both paths (the first steps included in
@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--report-every", type=float, default=60, help="validate every this many seconds")
     ap.add_argument("--bare-seconds", type=float, default=60, help="training time of the bare loop (0 = skip)")
     ap.add_argument("--fid-images", type=int, default=0, help="held-out images for rFID (0 = all)")
+    ap.add_argument("--split", default="heldout", help="the split measured: heldout (val + test), test or val")
     ap.add_argument("--work", default="results/bench/vqvae_run", help="run directory (checkpoints, logs)")
     ap.add_argument("--out", default="results/bench/vqvae_speed.json")
     args = ap.parse_args()
@@ -68,7 +69,7 @@ def main() -> None:
     t0 = time.perf_counter()
     run = train_vqvae(cfg, data, args.work, force=True)
     wall = time.perf_counter() - t0
-    heldout = eval_vqvae(run["model"], data, storage.join(args.work, "eval"), split="heldout",
+    heldout = eval_vqvae(run["model"], data, storage.join(args.work, "eval"), split=args.split,
                          fid_images=args.fid_images)
 
     history = run["history"]
@@ -99,6 +100,7 @@ def main() -> None:
         "ray_over_bare": bare and images_per_s / bare["images_per_s"],
         "curve": [{k: h[k] for k in h if k in ("train_seconds", "epoch", "step", "train_loss", "val_psnr",
                                                "val_ssim") or k.startswith("codes_used_")} for h in history],
+        "split": args.split,
         "heldout_images": heldout["images"],
         "psnr": heldout["psnr"],
         "ssim": heldout["ssim"],

@@ -56,7 +56,7 @@ class Sampler:
             self.class_counts = list(meta.get("class_counts") or [])
             self.prior = build_prior(self.cfg.prior, self.layout, self.n_classes)
             ckpt.load_weights(d, self.prior)
-        self.prior_uri, self.vqvae_uri = prior_uri, vqvae_uri or meta["vqvae"]
+        self.prior_uri, self.vqvae_uri = prior_uri, vqvae_uri or ckpt.linked_uri(prior_uri, meta["vqvae"])
         self.prior.to(self.device).eval()
         self.vqvae, vcfg, _ = ckpt.load_vqvae(self.vqvae_uri, self.device)
         self.image_size = int(vcfg.data.size)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import posixpath
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,18 @@ def export(local_dir: str | os.PathLike, uri: str, files: tuple[str, ...] = (MET
         if src.exists():
             storage.write_bytes(storage.join(uri, name), src.read_bytes())
     return uri
+
+
+def linked_uri(model_uri: str, linked: str) -> str:
+    """A model's reference to another (a prior's ``vqvae``): absolute paths and ``s3://`` URIs as
+    they are, a relative path taken from the model's own folder (``../vqvae``: models that travel
+    together, like the shipped ones under results/models/)."""
+    linked = str(linked)
+    if storage.is_s3(linked) or os.path.isabs(linked):
+        return linked
+    if storage.is_s3(model_uri):
+        return "s3://" + posixpath.normpath(posixpath.join(str(model_uri)[len("s3://"):], linked))
+    return os.path.normpath(os.path.join(str(model_uri), linked))
 
 
 def load_vqvae(uri: str, device: str | torch.device = "cpu"):

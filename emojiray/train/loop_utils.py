@@ -72,7 +72,7 @@ class TensorBoard:
     def scalars(self, step: int, **values: float) -> None:
         if self.writer is not None:
             for k, v in values.items():
-                self.writer.add_scalar(k, float(v), step)
+                self.writer.add_scalar(k, float(v.detach()) if isinstance(v, torch.Tensor) else float(v), step)
 
     def image(self, tag: str, image_hwc_uint8, step: int) -> None:
         if self.writer is not None:

@@ -87,3 +87,10 @@ def test_unwrap_ddp_and_compile_wrappers():
             self.module = m
 
     assert ckpt.unwrap(Wrapper(Wrapper(model))) is model
+
+
+def test_linked_models_resolve_relative_to_the_model():
+    assert ckpt.linked_uri("results/models/cpu/prior", "../vqvae") == "results/models/cpu/vqvae"
+    assert ckpt.linked_uri("/a/b/prior", "/x/vqvae") == "/x/vqvae"
+    assert ckpt.linked_uri("/a/b/prior", "s3://bucket/run/vqvae") == "s3://bucket/run/vqvae"
+    assert ckpt.linked_uri("s3://bucket/models/prior", "../vqvae") == "s3://bucket/models/vqvae"

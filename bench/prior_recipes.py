@@ -1,0 +1,262 @@
+"""Benchmark: which prior recipe draws the best emoji per CPU-minute, on one tokenizer's codes.
+
+    python bench/prior_recipes.py --vqvae results/models/cpu/vqvae --seconds 600 \
+        --recipe maskgit --recipe transformer --samples 1000
+
+The tokenizer encodes the dataset once (train, val, test in memory). Each recipe (``--set``
+overrides on ``--preset``, default ``cpu``) trains with the harness's own bare loop (no Ray) for
+the same training time, keeping the weights of the best validation NLL as the Ray driver does
+(a report every ``--report-every`` seconds), then draws ``--samples`` samples (conditioned on
+the training mix of ``prior.condition``, if any) for each sampling setting (``--sampling``:
+``temperature,top_k,top_p,choice_temperature,steps`` with blanks for the prior's own) and
+measures them with the standard TF-Inception features: FID and KID against the held-out split
+(val + test), FID against as many training images, the real-vs-real floor at the same set sizes,
+precision and recall (k = 3, equal set sizes), and the share of near-copies of a training image
+(pixel RMSE under the 1 % quantile of held-out-to-train distances). Rows are appended to
+``--out`` (JSON lines) and the table rewritten; ``--sheets`` keeps a sample sheet per row. A
+measurement, not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import json
+import math
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from vqvae_speed import _revision  # noqa: E402
+
+from emojiray.config import load_config  # noqa: E402
+from emojiray.data import shards  # noqa: E402
+from emojiray.extensions.common import read_images  # noqa: E402
+from emojiray.images import from_model_output, grid, to_model_input, to_png_bytes  # noqa: E402
+from emojiray.metrics.fid import FeatureStats, frechet_distance, kid, precision_recall  # noqa: E402
+from emojiray.metrics.inception import InceptionFeatures  # noqa: E402
+from emojiray.metrics.memorization import flat_pixels, memorization, nearest_neighbours  # noqa: E402
+from emojiray.models import checkpoint as ckpt  # noqa: E402
+from emojiray.models.prior import sample_codes  # noqa: E402
+from emojiray.train import harness  # noqa: E402
+from emojiray.train.prior_loop import PriorFamily  # noqa: E402
+
+RECIPES: dict[str, list[str]] = {
+    "maskgit": ["prior.kind=maskgit"],
+    "transformer": ["prior.kind=transformer"],
+    "pixelsnail": ["prior.kind=pixelsnail"],
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vqvae", required=True, help="an exported tokenizer (meta.json + model.safetensors)")
+    ap.add_argument("--preset", default="cpu")
+    ap.add_argument("--recipe", action="append", default=[], help=f"one of {', '.join(RECIPES)} (repeatable)")
+    ap.add_argument("--name", help="with --set: the name of a recipe given by its overrides")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--data", default="results/bench/data-32")
+    ap.add_argument("--seconds", type=float, default=300, help="training time of each recipe")
+    ap.add_argument("--report-every", type=float, default=30, help="validation (best-NLL choice) cadence")
+    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--sampling", action="append", default=[],
+                    help="temperature,top_k,top_p,choice_temperature,maskgit_steps (blank = the prior's own)")
+    ap.add_argument("--keep", help="export the last recipe's best prior to this directory")
+    ap.add_argument("--sheets", default="", help="directory for a sample sheet per row")
+    ap.add_argument("--out", default="results/cpu/prior_recipes.jsonl")
+    ap.add_argument("--table", default="results/cpu/prior_recipes.md")
+    args = ap.parse_args()
+    recipes = {r: RECIPES[r] for r in args.recipe}
+    if args.name:
+        recipes[args.name] = list(args.overrides)
+    if not recipes:
+        ap.error("give --recipe NAME or --name NAME --set KEY=VALUE ...")
+
+    data = Data(args.vqvae, args.data)
+    for name, overrides in recipes.items():
+        family, trained = train(name, args, overrides, data)
+        for setting in args.sampling or [""]:
+            row = {**trained, **measure(family, setting, args, data, name)}
+            with open(args.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"{name} [{row['sampling']}]: val {row['val_bits_per_code']:.3f} bits/code (best at "
+                  f"{row['best_seconds']:.0f} s of {row['train_seconds']:.0f} s); FID {row['fid']:.1f} "
+                  f"(floor {row['fid_floor']:.1f}), KID {row['kid']:.4f}, precision {row['precision']:.3f}, "
+                  f"recall {row['recall']:.3f}, memorized {100 * row['memorized_share']:.1f}%", flush=True)
+        if args.keep:
+            with __import__("tempfile").TemporaryDirectory() as d:
+                harness.save(d, family, family.cfg.to_dict(), {"step": 0, "epoch": trained["epochs"]},
+                             {"val_bits_per_code": trained["val_bits_per_code"]})
+                ckpt.export(d, args.keep)
+    write_table(args.out, args.table)
+
+
+class Data:
+    """The dataset's images and labels, the tokenizer's codes of them, and the real Inception features."""
+
+    def __init__(self, vqvae_uri: str, data_uri: str):
+        self.vqvae, vcfg, _ = ckpt.load_vqvae(vqvae_uri, "cpu")
+        self.vqvae.eval()
+        self.vqvae_uri, self.data_uri = vqvae_uri, data_uri
+        manifest = shards.load_manifest(data_uri)
+        self.vocab = manifest["vocab"]
+        self.size = manifest["image"]["height"]
+        self.levels = list(self.vqvae.levels)
+        self.grids = {lv: list(g) for lv, g in self.vqvae.grid_sizes(self.size).items()}
+        self.sizes = {lv: q.K for lv, q in self.vqvae.quantizers.items()}
+        self.images, self.arrays = {}, {}
+        for split in ("train", "val", "test"):
+            images, cols = read_images(data_uri, (split,), ("category", "emotion", "vendor"))
+            self.images[split] = images
+            codes = self.encode(images)
+            self.arrays[split] = {**{lv: torch.from_numpy(c.reshape(len(c), -1)) for lv, c in codes.items()},
+                                  **{k: torch.tensor([self.vocab[k].index(v) for v in vals])
+                                     for k, vals in cols.items()}}
+        self.heldout = np.concatenate([self.images["val"], self.images["test"]])
+        rng = np.random.default_rng(0)
+        self.train_subset = self.images["train"][np.sort(rng.choice(len(self.images["train"]),
+                                                                    len(self.heldout), replace=False))]
+        self.inception = InceptionFeatures("cpu")
+        t0 = time.perf_counter()
+        self.feat_heldout = self.features(self.heldout)
+        self.feat_train = self.features(self.train_subset)
+        self.floor = frechet_distance(FeatureStats.from_features(self.feat_train),
+                                      FeatureStats.from_features(self.feat_heldout))
+        self.train_pixels = flat_pixels(self.images["train"])
+        held_nn, _ = nearest_neighbours(flat_pixels(self.heldout), self.train_pixels)
+        self.heldout_to_train = held_nn.numpy()
+        print(f"data: {len(self.images['train'])} train, {len(self.heldout)} held-out images; codes "
+              f"{self.grids} of {self.sizes}; real features in {time.perf_counter() - t0:.0f} s; "
+              f"real-vs-real FID floor {self.floor:.1f}", flush=True)
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """Inception features of real images, cached on this machine by the images' bytes."""
+        import hashlib
+
+        from emojiray import storage
+
+        path = storage.cache_dir("bench") / f"inception-{hashlib.sha256(images.tobytes()).hexdigest()[:24]}.npy"
+        if path.exists():
+            return np.load(path)
+        feats = self.inception(images)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, feats)
+        return feats
+
+    @torch.no_grad()
+    def encode(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        out = {lv: [] for lv in self.levels}
+        for s in range(0, len(images), 512):
+            x = to_model_input(torch.from_numpy(images[s:s + 512]), channels_last=False)
+            for lv, c in self.vqvae.encode(x).items():
+                out[lv].append(c.numpy())
+        return {lv: np.concatenate(v) for lv, v in out.items()}
+
+
+def train(name: str, args, overrides: list[str], data: Data):
+    cfg = load_config(args.preset, [*overrides, "prior.epochs=100000", f"prior.max_seconds={args.seconds}",
+                                    f"train.report_every_s={args.report_every}"])
+    cond = cfg.prior.condition
+    n_classes = 0 if cond == "none" else len(data.vocab[cond])
+    train_arrays = data.arrays["train"]
+    counts = np.bincount(train_arrays[cond].numpy(), minlength=n_classes).tolist() if n_classes else []
+    spec = {"levels": data.levels, "grids": data.grids, "sizes": data.sizes, "n_classes": n_classes,
+            "examples": len(train_arrays[data.levels[0]]), "vocab": data.vocab, "vqvae": data.vqvae_uri,
+            "class_counts": counts}
+    torch.manual_seed(cfg.train.seed)
+    family = PriorFamily(cfg, spec)
+    best = {"bits": math.inf, "state": None, "seconds": 0.0, "epoch": 0}
+
+    def report(metrics, state):
+        if metrics["val_bits_per_code"] < best["bits"]:
+            best.update(bits=metrics["val_bits_per_code"], state=copy.deepcopy(family.model.state_dict()),
+                        seconds=metrics["train_seconds"], epoch=metrics["epoch"])
+
+    t0 = time.perf_counter()
+    summary = harness.run(family, harness.in_memory_batches(train_arrays, cfg.prior.batch_size, cfg.train.seed),
+                          harness.sequential_batches(data.arrays["val"], 256), report)
+    family.model.load_state_dict(best["state"])
+    family.model.eval()
+    family.counts = counts
+    params = sum(p.numel() for p in family.model.parameters())
+    return family, {
+        "recipe": name, "overrides": overrides, "preset": args.preset, "kind": cfg.prior.kind, "condition": cond,
+        "params": params, "steps": summary["step"], "epochs": summary["epoch"],
+        "train_seconds": round(summary["train_seconds"], 1), "wall_seconds": round(time.perf_counter() - t0, 1),
+        "val_bits_per_code": round(best["bits"], 4), "best_seconds": round(best["seconds"], 1),
+        "curve": [{"s": round(h["train_seconds"]), "val": round(h["val_bits_per_code"], 3),
+                   "train": round(h.get("train_bits_per_code", math.nan), 3)} for h in summary["history"]],
+        "tokenizer": data.vqvae_uri, "device": f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
+        "date": dt.date.today().isoformat(), "git_revision": _revision(),
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv)}
+
+
+@torch.no_grad()
+def measure(family: PriorFamily, setting: str, args, data: Data, name: str) -> dict:
+    pc = copy.deepcopy(family.cfg.prior)
+    keys = ("temperature", "top_k", "top_p", "choice_temperature", "maskgit_steps")
+    for key, value in zip(keys, setting.split(",") if setting else []):
+        if value.strip():
+            setattr(pc, key, type(getattr(pc, key))(float(value)) if key in ("top_k", "maskgit_steps")
+                    else float(value))
+    gen = torch.Generator().manual_seed(0)
+    n, images = args.samples, []
+    cond_ids = None
+    if family.n_classes:
+        p = np.asarray(family.counts, dtype=np.float64)
+        cond_ids = torch.from_numpy(np.random.default_rng(0).choice(len(p), n, p=p / p.sum()))
+    t0 = time.perf_counter()
+    for s in range(0, n, 250):
+        c = None if cond_ids is None else cond_ids[s:s + 250]
+        codes = sample_codes(family.model, pc.kind, family.layout, min(250, n - s), c, pc, gen)
+        images.append(from_model_output(data.vqvae.decode_codes(codes).float()))
+    images = np.concatenate(images)
+    sample_seconds = time.perf_counter() - t0
+    feats = data.inception(images)
+    fid = frechet_distance(FeatureStats.from_features(feats), FeatureStats.from_features(data.feat_heldout))
+    fid_train = frechet_distance(FeatureStats.from_features(feats), FeatureStats.from_features(data.feat_train))
+    kid_mean, kid_std = kid(feats, data.feat_heldout)
+    m = min(len(feats), len(data.feat_heldout))
+    precision, recall = precision_recall(data.feat_heldout[:m], feats[:m], k=3)
+    dist, _ = nearest_neighbours(flat_pixels(images), data.train_pixels)
+    mem = memorization(dist.numpy(), data.heldout_to_train)
+    if args.sheets:
+        Path(args.sheets).mkdir(parents=True, exist_ok=True)
+        tag = f"{name}_{setting.replace(',', '_') or 'default'}"
+        Path(args.sheets, f"{tag}.png").write_bytes(to_png_bytes(grid(images[:64], ncols=8)))
+    return {"sampling": setting or "default", "temperature": pc.temperature, "top_k": pc.top_k, "top_p": pc.top_p,
+            "choice_temperature": pc.choice_temperature, "maskgit_steps": pc.maskgit_steps,
+            "samples": n, "samples_per_s": round(n / sample_seconds, 1), "heldout_images": len(data.heldout),
+            "fid": round(fid, 2), "fid_train": round(fid_train, 2), "fid_floor": round(data.floor, 2),
+            "kid": round(kid_mean, 5), "kid_std": round(kid_std, 5), "precision": round(precision, 4),
+            "recall": round(recall, 4), "pr_images": m, "memorized_share": round(mem["share"], 4)}
+
+
+def write_table(jsonl: str, md: str) -> None:
+    rows = [json.loads(line) for line in Path(jsonl).read_text().splitlines() if line.strip()]
+    lines = ["# Prior recipes at 32 px on 2 CPU cores (bare loop; samples against the held-out split)", "",
+             "Written by `bench/prior_recipes.py` (each row's command, tokenizer, date and revision are in "
+             f"`{Path(jsonl).name}`). FID floor = real-vs-real (as many training images as held-out ones).", "",
+             "| recipe | overrides | params | train s | val bits/code (best at s) | sampling (T, k, p, choice T, steps) "
+             "| samples/s | FID held-out | floor | FID train | KID | precision | recall | memorized | date | rev |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s = f"{r['temperature']:g}, {r['top_k']}, {r['top_p']:g}, {r['choice_temperature']:g}, {r['maskgit_steps']}"
+        lines.append(f"| {r['recipe']} | `{' '.join(r['overrides']) or '-'}` | {r['params'] / 1e6:.2f} M | "
+                     f"{r['train_seconds']:.0f} | {r['val_bits_per_code']:.3f} ({r['best_seconds']:.0f}) | {s} | "
+                     f"{r['samples_per_s']:.0f} | {r['fid']:.1f} | {r['fid_floor']:.1f} | {r['fid_train']:.1f} | "
+                     f"{r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | {100 * r['memorized_share']:.1f}% | "
+                     f"{r['date']} | {r['git_revision']} |")
+    Path(md).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
