@@ -60,6 +60,24 @@ def test_presets_load(name):
     assert isinstance(cfg.ray.batch_size, int) and cfg.ray.batch_size > 0
 
 
+@pytest.mark.parametrize("name", available_presets())
+def test_every_preset_builds_its_models_and_passes_the_pipeline_checks(name):
+    from emojiray.extensions.stage import check
+    from emojiray.models import build_vqvae
+    from emojiray.models.codes import CodeLayout
+    from emojiray.models.prior import build_prior
+
+    cfg = load_config(name)
+    vq = build_vqvae(cfg.model, cfg.data.size)  # grids divide the image size, per-level lists are complete
+    grids = vq.grid_sizes(cfg.data.size)
+    layout = CodeLayout(tuple(vq.levels), tuple(tuple(grids[lv]) for lv in vq.levels),
+                        tuple(q.K for q in (vq.quantizers[lv] for lv in vq.levels)))
+    for kind in cfg.pipeline.priors:
+        cfg.prior.kind = kind
+        build_prior(cfg.prior, layout, 10)
+    check(cfg)
+
+
 def test_preset_values():
     assert load_config("smoke").ray.num_cpus == 2
     assert load_config("smoke").ray.batch_size == 256
