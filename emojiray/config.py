@@ -98,8 +98,10 @@ class TrainConfig:
     warmup_steps: int = 200
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
     grad_clip: float = 1.0  # 0 = off
-    # bf16 autocast on GPU; for the tokenizer also on a CPU with native bf16 (AVX512-BF16/AMX): on such
-    # a 2-core CPU 1.24-1.60x the images/s and a better PSNR after the same time (results/bench/cpu_bf16.md)
+    # bf16 autocast on GPU, and for training steps on a CPU with native bf16 (AVX512-BF16/AMX): on such a
+    # 2-core CPU the tokenizer trains 1.24-1.60x the images/s with a better PSNR after the same time
+    # (results/bench/cpu_bf16.md), a prior 1.2-1.6x (results/cpu/prior_step_cost.txt) with 4.43 instead of
+    # 4.59 val bits/code after 600 s (results/cpu/prior_recipes.md); priors validate in fp32 on CPU
     bf16: bool = True
     channels_last: bool = True
     compile: bool = False  # torch.compile the model

@@ -118,7 +118,7 @@ class PriorFamily:
         if cond is not None:  # condition dropout: learn the unconditional model too (guidance)
             drop = torch.rand(cond.shape, generator=self.generator, device=self.device) < self.cfg.prior.cond_dropout
             cond = cond.masked_fill(drop, self.n_classes)
-        with autocast(self.device, self.cfg.train.bf16):
+        with autocast(self.device, self.cfg.train.bf16, cpu=True):  # also on CPUs with native bf16
             loss, _, _ = prior_loss(self.net, self.cfg.prior.kind, self.layout, codes, cond, self.generator,
                                     label_smoothing=self.smoothing)
         return {"loss": loss, "bits_per_code": loss.detach() / math.log(2)}  # smoothed: above the plain NLL
