@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime as dt
 import json
 import math
-import platform
-import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from vqvae_speed import _revision  # noqa: E402
+import recipe_rows  # noqa: E402
 
 from emojiray.config import load_config  # noqa: E402
 from emojiray.data import shards  # noqa: E402
@@ -74,25 +72,19 @@ def main() -> None:
     ap.add_argument("--out", default="results/cpu/prior_recipes.jsonl")
     ap.add_argument("--table", default="results/cpu/prior_recipes.md")
     args = ap.parse_args()
-    recipes = {r: RECIPES[r] for r in args.recipe}
-    if args.name:
-        recipes[args.name] = list(args.overrides)
-    if not recipes:
-        ap.error("give --recipe NAME or --name NAME --set KEY=VALUE ...")
-
+    recipes = recipe_rows.chosen(ap, args, RECIPES)
     data = Data(args.vqvae, args.data)
     for name, overrides in recipes.items():
         family, trained = train(name, args, overrides, data)
         for setting in args.sampling or [""]:
             row = {**trained, **measure(family, setting, args, data, name)}
-            with open(args.out, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            recipe_rows.append(args.out, row)
             print(f"{name} [{row['sampling']}]: val {row['val_bits_per_code']:.3f} bits/code (best at "
                   f"{row['best_seconds']:.0f} s of {row['train_seconds']:.0f} s); FID {row['fid']:.1f} "
                   f"(floor {row['fid_floor']:.1f}), KID {row['kid']:.4f}, precision {row['precision']:.3f}, "
                   f"recall {row['recall']:.3f}, memorized {100 * row['memorized_share']:.1f}%", flush=True)
         if args.keep:
-            with __import__("tempfile").TemporaryDirectory() as d:
+            with tempfile.TemporaryDirectory() as d:
                 harness.save(d, family, family.cfg.to_dict(), {"step": 0, "epoch": trained["epochs"]},
                              {"val_bits_per_code": trained["val_bits_per_code"]})
                 ckpt.export(d, args.keep)
@@ -194,9 +186,7 @@ def train(name: str, args, overrides: list[str], data: Data):
         "val_bits_per_code": round(best["bits"], 4), "best_seconds": round(best["seconds"], 1),
         "curve": [{"s": round(h["train_seconds"]), "val": round(h["val_bits_per_code"], 3),
                    "train": round(h.get("train_bits_per_code", math.nan), 3)} for h in summary["history"]],
-        "tokenizer": data.vqvae_uri, "device": f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
-        "date": dt.date.today().isoformat(), "git_revision": _revision(),
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv)}
+        "tokenizer": data.vqvae_uri, **recipe_rows.provenance()}
 
 
 @torch.no_grad()

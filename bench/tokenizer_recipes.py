@@ -15,10 +15,7 @@ test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -28,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from vqvae_speed import _revision  # noqa: E402
+import recipe_rows  # noqa: E402
 
 from emojiray import storage  # noqa: E402
 from emojiray.config import load_config  # noqa: E402
@@ -80,15 +77,9 @@ def main() -> None:
     ap.add_argument("--out", default="results/cpu/tokenizer_recipes.jsonl")
     ap.add_argument("--table", default="results/cpu/tokenizer_recipes.md")
     args = ap.parse_args()
-    recipes = {r: RECIPES[r] for r in args.recipe}
-    if args.name:
-        recipes[args.name] = list(args.overrides)
-    if not recipes:
-        ap.error("give --recipe NAME or --name NAME --set KEY=VALUE ...")
-    for name, overrides in recipes.items():
+    for name, overrides in recipe_rows.chosen(ap, args, RECIPES).items():
         row = measure(name, args.preset, overrides, args)
-        with open(args.out, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        recipe_rows.append(args.out, row)
         print(f"{name}: {row['steps']} steps in {row['train_seconds']:.0f} s ({row['images_per_s']:.0f} images/s): "
               f"test PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}, rFID {row['rfid']}, "
               f"codes used {row['codes_used_share']}", flush=True)
@@ -106,7 +97,7 @@ def measure(name: str, preset: str, overrides: list[str], args) -> dict:
     family.schedule.report_every_s = 0.0
     batches = harness.in_memory_batches({"image": torch.from_numpy(train)}, cfg.train.batch_size, cfg.train.seed)
     if args.steps:
-        batches = _first_steps(batches, args.steps, family.steps_per_epoch)
+        batches = _first_steps(batches, args.steps)
     t0 = time.perf_counter()
     summary = harness.run(family, batches, None, harness.no_report)
     wall = time.perf_counter() - t0
@@ -126,12 +117,10 @@ def measure(name: str, preset: str, overrides: list[str], args) -> dict:
             "codebook_size": {lv: v["codebook_size"] for lv, v in ev["levels"].items()},
             "codes_used_share": {lv: round(v["codes_used"] / v["codebook_size"], 3) for lv, v in ev["levels"].items()},
             "bits_per_image": round(ev.get("bits_per_image") or 0), "test_images": ev["images"],
-            "device": f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
-            "date": dt.date.today().isoformat(), "git_revision": _revision(),
-            "command": "python " + " ".join(shlex.quote(a) for a in sys.argv)}
+            **recipe_rows.provenance()}
 
 
-def _first_steps(epoch_fn, steps: int, per_epoch: int):
+def _first_steps(epoch_fn, steps: int):
     """The epoch function cut so that the run ends after ``steps`` steps."""
     state = {"left": steps}
 

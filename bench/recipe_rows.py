@@ -1,0 +1,36 @@
+"""What the recipe benchmarks (tokenizer_recipes.py, prior_recipes.py) share: picking the recipes
+from the command line, and appending a row with its provenance to a JSON-lines file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import shlex
+import sys
+
+import torch
+
+from vqvae_speed import _revision
+
+
+def chosen(ap, args, recipes: dict[str, list[str]]) -> dict[str, list[str]]:
+    """{name: overrides} of ``--recipe NAME ...`` and of ``--name NAME --set KEY=VALUE ...``."""
+    out = {r: recipes[r] for r in args.recipe}
+    if args.name:
+        out[args.name] = list(args.overrides)
+    if not out:
+        ap.error("give --recipe NAME or --name NAME --set KEY=VALUE ...")
+    return out
+
+
+def provenance() -> dict[str, str]:
+    """The device, date, git revision and command every row carries."""
+    return {"device": f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
+            "date": dt.date.today().isoformat(), "git_revision": _revision(),
+            "command": "python " + " ".join(shlex.quote(a) for a in sys.argv)}
+
+
+def append(path: str, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
