@@ -8,7 +8,7 @@ overrides on ``--preset``, default ``cpu``) trains with the harness's own bare l
 the same training time, keeping the weights of the best validation NLL as the Ray driver does
 (a report every ``--report-every`` seconds), then draws ``--samples`` samples (conditioned on
 the training mix of ``prior.condition``, if any) for each sampling setting (``--sampling``:
-``temperature,top_k,top_p,choice_temperature,steps`` with blanks for the prior's own) and
+``temperature,top_k,top_p,choice_temperature,steps,guidance`` with blanks for the prior's own) and
 measures them with the standard TF-Inception features: FID and KID against the held-out split
 (val + test), FID against as many training images, the real-vs-real floor at the same set sizes,
 precision and recall (k = 3, equal set sizes), and the share of near-copies of a training image
@@ -66,17 +66,29 @@ def main() -> None:
     ap.add_argument("--report-every", type=float, default=30, help="validation (best-NLL choice) cadence")
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--sampling", action="append", default=[],
-                    help="temperature,top_k,top_p,choice_temperature,maskgit_steps (blank = the prior's own)")
+                    help="temperature,top_k,top_p,choice_temperature,maskgit_steps,guidance (blank = the prior's own)")
+    ap.add_argument("--flip", action="store_true",
+                    help="add the codes of the horizontally flipped training images to the training set")
     ap.add_argument("--keep", help="export the last recipe's best prior to this directory")
+    ap.add_argument("--reconstructions", action="store_true",
+                    help="also measure the tokenizer's own reconstructions of the held-out images the same way: "
+                         "the ceiling of any prior over its codes")
+    ap.add_argument("--prior", help="with --name: measure this exported prior (a --keep of recipe NAME, whose "
+                                    "training figures are taken from its row in --out) instead of training")
     ap.add_argument("--sheets", default="", help="directory for a sample sheet per row")
     ap.add_argument("--out", default="results/cpu/prior_recipes.jsonl")
     ap.add_argument("--table", default="results/cpu/prior_recipes.md")
     args = ap.parse_args()
-    recipes = recipe_rows.chosen(ap, args, RECIPES)
-    data = Data(args.vqvae, args.data)
+    recipes = {} if args.reconstructions and not (args.recipe or args.name) else recipe_rows.chosen(ap, args, RECIPES)
+    data = Data(args.vqvae, args.data, flip=args.flip)
+    if args.reconstructions:
+        row = reconstructions(args, data)
+        recipe_rows.append(args.out, row)
+        print(f"reconstructions of the held-out images: FID {row['fid']:.1f} (floor {row['fid_floor']:.1f}), "
+              f"KID {row['kid']:.4f}, precision {row['precision']:.3f}, recall {row['recall']:.3f}", flush=True)
     for name, overrides in recipes.items():
-        family, trained = train(name, args, overrides, data)
-        for setting in args.sampling or [""]:
+        family, trained = kept(name, args) if args.prior else train(name, args, overrides, data)
+        for setting in [s if s.strip(", ") else "" for s in args.sampling] or [""]:
             row = {**trained, **measure(family, setting, args, data, name)}
             recipe_rows.append(args.out, row)
             print(f"{name} [{row['sampling']}]: val {row['val_bits_per_code']:.3f} bits/code (best at "
@@ -94,7 +106,7 @@ def main() -> None:
 class Data:
     """The dataset's images and labels, the tokenizer's codes of them, and the real Inception features."""
 
-    def __init__(self, vqvae_uri: str, data_uri: str):
+    def __init__(self, vqvae_uri: str, data_uri: str, flip: bool = False):
         self.vqvae, vcfg, _ = ckpt.load_vqvae(vqvae_uri, "cpu")
         self.vqvae.eval()
         self.vqvae_uri, self.data_uri = vqvae_uri, data_uri
@@ -109,9 +121,13 @@ class Data:
             images, cols = read_images(data_uri, (split,), ("category", "emotion", "vendor"))
             self.images[split] = images
             codes = self.encode(images)
+            labels = {k: torch.tensor([self.vocab[k].index(v) for v in vals]) for k, vals in cols.items()}
+            if flip and split == "train":  # mirror images: new code sequences with the same labels
+                flipped = self.encode(np.ascontiguousarray(images[:, :, ::-1]))
+                codes = {lv: np.concatenate([c, flipped[lv]]) for lv, c in codes.items()}
+                labels = {k: torch.cat([v, v]) for k, v in labels.items()}
             self.arrays[split] = {**{lv: torch.from_numpy(c.reshape(len(c), -1)) for lv, c in codes.items()},
-                                  **{k: torch.tensor([self.vocab[k].index(v) for v in vals])
-                                     for k, vals in cols.items()}}
+                                  **labels}
         self.heldout = np.concatenate([self.images["val"], self.images["test"]])
         rng = np.random.default_rng(0)
         self.train_subset = self.images["train"][np.sort(rng.choice(len(self.images["train"]),
@@ -186,13 +202,45 @@ def train(name: str, args, overrides: list[str], data: Data):
         "val_bits_per_code": round(best["bits"], 4), "best_seconds": round(best["seconds"], 1),
         "curve": [{"s": round(h["train_seconds"]), "val": round(h["val_bits_per_code"], 3),
                    "train": round(h.get("train_bits_per_code", math.nan), 3)} for h in summary["history"]],
+        "flip": len(train_arrays[data.levels[0]]) > len(data.images["train"]),
         "tokenizer": data.vqvae_uri, **recipe_rows.provenance()}
+
+
+def kept(name: str, args):
+    """A prior exported by ``--keep`` and the training half of its recipe's last row in ``--out``."""
+    from types import SimpleNamespace
+
+    from emojiray.generate.sampler import Sampler
+
+    rows = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["recipe"] == name]
+    if not rows:
+        sys.exit(f"prior_recipes: no row of recipe {name!r} in {args.out} to take the training figures from")
+    s = Sampler(args.prior, args.vqvae, device="cpu")
+    family = SimpleNamespace(model=s.prior, layout=s.layout, n_classes=s.n_classes, counts=s.class_counts, cfg=s.cfg)
+    keys = ("recipe", "overrides", "preset", "kind", "condition", "params", "steps", "epochs", "train_seconds",
+            "wall_seconds", "val_bits_per_code", "best_seconds", "curve", "flip", "tokenizer")
+    return family, {**{k: rows[-1][k] for k in keys if k in rows[-1]}, **recipe_rows.provenance()}
+
+
+@torch.no_grad()
+def reconstructions(args, data: Data) -> dict:
+    """The tokenizer's reconstructions of the held-out images, scored like samples (memorized: n/a)."""
+    codes = {lv: torch.from_numpy(c) for lv, c in data.encode(data.heldout).items()}
+    images = np.concatenate([from_model_output(data.vqvae.decode_codes({lv: c[s:s + 256] for lv, c in codes.items()})
+                                               .float()) for s in range(0, len(data.heldout), 256)])
+    return {"recipe": "reconstructions", "overrides": [], "preset": "", "kind": "-", "condition": "-",
+            "params": sum(p.numel() for p in data.vqvae.parameters()), "steps": 0, "epochs": 0,
+            "train_seconds": 0.0, "wall_seconds": 0.0, "val_bits_per_code": None, "best_seconds": 0.0,
+            "tokenizer": data.vqvae_uri, **recipe_rows.provenance(),
+            **score(images, data, args, "reconstructions", "heldout", memorized=False),
+            "sampling": "-", "samples_per_s": None}
 
 
 @torch.no_grad()
 def measure(family: PriorFamily, setting: str, args, data: Data, name: str) -> dict:
     pc = copy.deepcopy(family.cfg.prior)
-    keys = ("temperature", "top_k", "top_p", "choice_temperature", "maskgit_steps")
+    keys = ("temperature", "top_k", "top_p", "choice_temperature", "maskgit_steps", "guidance")
     for key, value in zip(keys, setting.split(",") if setting else []):
         if value.strip():
             setattr(pc, key, type(getattr(pc, key))(float(value)) if key in ("top_k", "maskgit_steps")
@@ -210,24 +258,31 @@ def measure(family: PriorFamily, setting: str, args, data: Data, name: str) -> d
         images.append(from_model_output(data.vqvae.decode_codes(codes).float()))
     images = np.concatenate(images)
     sample_seconds = time.perf_counter() - t0
+    return {"sampling": setting or "default", "temperature": pc.temperature, "top_k": pc.top_k, "top_p": pc.top_p,
+            "choice_temperature": pc.choice_temperature, "maskgit_steps": pc.maskgit_steps, "guidance": pc.guidance,
+            "samples_per_s": round(n / sample_seconds, 1),
+            **score(images, data, args, name, setting.replace(",", "_") or "default")}
+
+
+def score(images: np.ndarray, data: Data, args, name: str, tag: str, memorized: bool = True) -> dict:
+    """FID/KID/precision/recall against the held-out images, FID against training images, memorized share."""
     feats = data.inception(images)
     fid = frechet_distance(FeatureStats.from_features(feats), FeatureStats.from_features(data.feat_heldout))
     fid_train = frechet_distance(FeatureStats.from_features(feats), FeatureStats.from_features(data.feat_train))
     kid_mean, kid_std = kid(feats, data.feat_heldout)
     m = min(len(feats), len(data.feat_heldout))
     precision, recall = precision_recall(data.feat_heldout[:m], feats[:m], k=3)
-    dist, _ = nearest_neighbours(flat_pixels(images), data.train_pixels)
-    mem = memorization(dist.numpy(), data.heldout_to_train)
+    share = None
+    if memorized:
+        dist, _ = nearest_neighbours(flat_pixels(images), data.train_pixels)
+        share = memorization(dist.numpy(), data.heldout_to_train)["share"]
     if args.sheets:
         Path(args.sheets).mkdir(parents=True, exist_ok=True)
-        tag = f"{name}_{setting.replace(',', '_') or 'default'}"
-        Path(args.sheets, f"{tag}.png").write_bytes(to_png_bytes(grid(images[:64], ncols=8)))
-    return {"sampling": setting or "default", "temperature": pc.temperature, "top_k": pc.top_k, "top_p": pc.top_p,
-            "choice_temperature": pc.choice_temperature, "maskgit_steps": pc.maskgit_steps,
-            "samples": n, "samples_per_s": round(n / sample_seconds, 1), "heldout_images": len(data.heldout),
+        Path(args.sheets, f"{name}_{tag}.png").write_bytes(to_png_bytes(grid(images[:64], ncols=8)))
+    return {"samples": len(images), "heldout_images": len(data.heldout),
             "fid": round(fid, 2), "fid_train": round(fid_train, 2), "fid_floor": round(data.floor, 2),
             "kid": round(kid_mean, 5), "kid_std": round(kid_std, 5), "precision": round(precision, 4),
-            "recall": round(recall, 4), "pr_images": m, "memorized_share": round(mem["share"], 4)}
+            "recall": round(recall, 4), "pr_images": m, "memorized_share": None if share is None else round(share, 4)}
 
 
 def write_table(jsonl: str, md: str) -> None:
@@ -235,12 +290,21 @@ def write_table(jsonl: str, md: str) -> None:
     lines = ["# Prior recipes at 32 px on 2 CPU cores (bare loop; samples against the held-out split)", "",
              "Written by `bench/prior_recipes.py` (each row's command, tokenizer, date and revision are in "
              f"`{Path(jsonl).name}`). FID floor = real-vs-real (as many training images as held-out ones).", "",
-             "| recipe | overrides | params | train s | val bits/code (best at s) | sampling (T, k, p, choice T, steps) "
+             "| recipe | overrides | params | train s | val bits/code (best at s) "
+             "| sampling (T, k, p, choice T, steps, guidance) "
              "| samples/s | FID held-out | floor | FID train | KID | precision | recall | memorized | date | rev |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        s = f"{r['temperature']:g}, {r['top_k']}, {r['top_p']:g}, {r['choice_temperature']:g}, {r['maskgit_steps']}"
-        lines.append(f"| {r['recipe']} | `{' '.join(r['overrides']) or '-'}` | {r['params'] / 1e6:.2f} M | "
+        if r["recipe"] == "reconstructions":  # the tokenizer's ceiling: no training, no sampling
+            lines.append(f"| reconstructions of the held-out images (`{r['tokenizer']}`) | - "
+                         f"| {r['params'] / 1e6:.2f} M | - | - | - | - | {r['fid']:.1f} | {r['fid_floor']:.1f} "
+                         f"| {r['fid_train']:.1f} | {r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | - "
+                         f"| {r['date']} | {r['git_revision']} |")
+            continue
+        s = (f"{r['temperature']:g}, {r['top_k']}, {r['top_p']:g}, {r['choice_temperature']:g}, "
+             f"{r['maskgit_steps']}, {r.get('guidance', 1.0):g}")
+        flips = " + mirror images (--flip)" if r.get("flip") else ""
+        lines.append(f"| {r['recipe']} | `{' '.join(r['overrides']) or '-'}`{flips} | {r['params'] / 1e6:.2f} M | "
                      f"{r['train_seconds']:.0f} | {r['val_bits_per_code']:.3f} ({r['best_seconds']:.0f}) | {s} | "
                      f"{r['samples_per_s']:.0f} | {r['fid']:.1f} | {r['fid_floor']:.1f} | {r['fid_train']:.1f} | "
                      f"{r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | {100 * r['memorized_share']:.1f}% | "

@@ -69,6 +69,7 @@ class ModelConfig:
     channels: int = 128  # hidden channels of encoders/decoders
     res_blocks: int = 2  # residual blocks per encoder/decoder
     res_channels: int = 32  # channels inside a residual block
+    up_blocks: int = 0  # decoder residual blocks at each upsampled resolution (0 = the paper's decoder)
     downsample: list[int] = field(default_factory=lambda: [4, 2])  # image->bottom, bottom->top
     quantizer: str = "vq"  # vq (a learned codebook) | fsq (finite scalar quantisation: no codebook)
     codebook_size: list[int] = field(default_factory=lambda: [512, 512])  # K per level (vq)

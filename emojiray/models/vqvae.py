@@ -69,7 +69,7 @@ class VQVAE(nn.Module):
         self.enc = Encoder(3, C, cfg.res_blocks, cfg.res_channels, f)
         self.pre = nn.Conv2d(C, D, 1)
         self.quant = _quantizer(cfg, D, 0)
-        self.dec = Decoder(D, 3, C, cfg.res_blocks, cfg.res_channels, f)
+        self.dec = Decoder(D, 3, C, cfg.res_blocks, cfg.res_channels, f, cfg.up_blocks)
 
     @property
     def quantizers(self) -> dict[str, VectorQuantizer | FSQuantizer]:
@@ -118,7 +118,7 @@ class VQVAE2(nn.Module):
         self.pre_b = nn.Conv2d(C + D_b, D_b, 1)
         self.quant_b = _quantizer(cfg, D_b, 0)
         self.up_t = _upsampler(D_t, f_t)
-        self.dec = Decoder(D_t + D_b, 3, C, rb, rc, f_b)
+        self.dec = Decoder(D_t + D_b, 3, C, rb, rc, f_b, cfg.up_blocks)
 
     @property
     def quantizers(self) -> dict[str, VectorQuantizer | FSQuantizer]:

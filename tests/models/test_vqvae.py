@@ -9,6 +9,7 @@ from emojiray.config import ModelConfig
 from emojiray.errors import EmojirayError
 from emojiray.models import VQVAE, VQVAE2, build_vqvae
 
+SMALL_RES_BLOCKS = ModelConfig().res_blocks
 SMALL = dict(channels=32, res_channels=16, codebook_size=[32, 16], code_dim=[8, 8], kmeans_init=False)
 
 
@@ -58,6 +59,27 @@ def test_gradients_reach_every_parameter():
     ((out.recon - x).pow(2).mean() + out.vq_loss).backward()
     missing = [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("arch", ["vqvae", "vqvae2"])
+def test_decoder_up_blocks_add_capacity_at_the_upsampled_resolutions(arch):
+    plain = build_vqvae(ModelConfig(arch=arch, **SMALL), 32)
+    m = build_vqvae(ModelConfig(arch=arch, up_blocks=2, **SMALL), 32).train()
+    x = torch.randn(2, 3, 32, 32)
+    out = m(x)
+    assert out.recon.shape == x.shape
+    # two residual blocks after each of the decoder's two upsamplings (16 and 32 px), and a last 3x3 conv
+    convs = [mod for mod in m.dec.net if isinstance(mod, torch.nn.Conv2d)]
+    assert convs[-1].kernel_size == (3, 3) and convs[-1].out_channels == 3
+    blocks = [mod for mod in m.dec.net if type(mod).__name__ == "ResBlock"]
+    assert len(blocks) == SMALL_RES_BLOCKS + 4
+    assert sum(p.numel() for p in m.parameters()) > sum(p.numel() for p in plain.parameters())
+    ((out.recon - x).pow(2).mean() + out.vq_loss).backward()
+    assert all(p.grad is not None for p in m.dec.parameters())
+    # up_blocks = 0 keeps the paper's decoder (its parameter names), so that older checkpoints still load
+    res = [f"{i}.block.{j}.{w}" for i in (1, 2) for j in (1, 3) for w in ("weight", "bias")]
+    paper = ["0.weight", "0.bias", *res, "4.weight", "4.bias", "6.weight", "6.bias"]
+    assert [k for k in plain.dec.net.state_dict()] == paper
 
 
 def test_eval_mode_leaves_codebooks_alone():
