@@ -123,6 +123,7 @@ class PriorConfig:
     kind: str = "transformer"  # pixelsnail | transformer | maskgit
     condition: str = "none"  # none | emotion | category | vendor
     cond_dropout: float = 0.1  # share of training examples seen without their condition (for CFG)
+    mirror: bool = False  # extract-codes adds the codes of the training images flipped left to right
     dim: int = 256  # transformer width
     layers: int = 8
     heads: int = 8

@@ -132,10 +132,11 @@ def run_pipeline(cfg: Config, out: str, force: bool = False, log=print) -> dict[
         manifest_uri = storage.join(codes_uri, "manifest.json")
         if not force and storage.exists(manifest_uri) and not trained.get("retrained"):
             done = storage.read_json(manifest_uri)
-            if done.get("data_fingerprint") == manifest["fingerprint"] and done.get("vqvae") == trained["model"]:
+            if done.get("data_fingerprint") == manifest["fingerprint"] and done.get("vqvae") == trained["model"] \
+                    and done.get("mirror", False) == cfg.prior.mirror:
                 log(f"extract-codes: {codes_uri} is up to date")
                 return {"uri": codes_uri, "skipped": True}
-        r = extract_codes(trained["model"], data_uri, codes_uri, cfg.ray, log=log)
+        r = extract_codes(trained["model"], data_uri, codes_uri, cfg.ray, log=log, mirror=cfg.prior.mirror)
         return {"uri": codes_uri, "rows": {k: v["rows"] for k, v in r["splits"].items()}}
 
     codes_stage = stage("extract_codes", do_codes)

@@ -6,7 +6,9 @@ from emojiray.cli.common import add_config_args, config_from_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("extract-codes", help="encode a dataset into VQ code shards (Ray Data actors)")
+    p = sub.add_parser("extract-codes", help="encode a dataset into VQ code shards (Ray Data actors)",
+                       description="Encode every split into VQ code shards. With --set prior.mirror=true the "
+                                   "train split also holds the codes of its images flipped left to right.")
     p.add_argument("--vqvae", required=True, help="tokenizer URI (e.g. <train out>/vqvae)")
     p.add_argument("--data", required=True, help="dataset URI")
     p.add_argument("--out", required=True, help="code shards URI")
@@ -17,5 +19,6 @@ def register(sub) -> None:
 def run(args) -> int:
     from emojiray.data.codes import extract_codes
 
-    extract_codes(args.vqvae, args.data, args.out, config_from_args(args).ray)
+    cfg = config_from_args(args)
+    extract_codes(args.vqvae, args.data, args.out, cfg.ray, mirror=cfg.prior.mirror)
     return 0

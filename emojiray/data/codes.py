@@ -28,10 +28,18 @@ FORMAT = "emojiray-codes"
 LABELS = ("category", "vendor", "emotion")
 
 
-class Encoder:
-    """Ray Data callable class: (images, labels) batch -> code grids (one VQ-VAE per actor)."""
+MIRROR = "~mirror"  # key suffix of a mirrored image's codes
 
-    def __init__(self, checkpoint: str, levels: tuple[str, ...]):
+
+class Encoder:
+    """Ray Data callable class: (images, labels) batch -> code grids (one VQ-VAE per actor).
+
+    With ``mirror``, every image is encoded a second time flipped left to right: the batch's rows,
+    then their mirror images' rows (same labels, key + ``~mirror``). Mirror images of emoji are
+    plausible emoji, and a prior over 7.5 k images learns more from twice the sequences.
+    """
+
+    def __init__(self, checkpoint: str, levels: tuple[str, ...], mirror: bool = False):
         import torch
 
         from emojiray.models.checkpoint import load_vqvae
@@ -40,23 +48,32 @@ class Encoder:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model, _, _ = load_vqvae(checkpoint, self.device)
         self.levels = levels
+        self.mirror = mirror
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         from emojiray.images import to_model_input
 
         with self.torch.no_grad():
             x = to_model_input(self.torch.from_numpy(batch["image"]), self.device, channels_last=False)
+            if self.mirror:
+                x = self.torch.cat([x, x.flip(3)])
             codes = self.model.encode(x)
         cols: dict[str, Any] = {}
         for lv in self.levels:
             flat = codes[lv].flatten(1).to(self.torch.int16).cpu().numpy()  # (B, h*w)
             cols[lv] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
         for name in ("key", *LABELS):
-            cols[name] = pa.array(batch[name])
+            values = batch[name]
+            if self.mirror:
+                values = np.concatenate([values, np.asarray([f"{k}{MIRROR}" for k in values], dtype=object)
+                                         if name == "key" else values])
+            cols[name] = pa.array(values)
         return pa.table(cols)
 
 
-def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print) -> dict[str, Any]:
+def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print, mirror: bool = False) -> dict[str, Any]:
+    """Encode every split of ``data_uri`` into code shards at ``out``; with ``mirror`` the train split
+    also holds the codes of its images flipped left to right (``prior.mirror``), the others never."""
     import ray
 
     from emojiray.config import RayConfig
@@ -84,7 +101,8 @@ def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print) -> d
             splits[split] = {"rows": 0, "files": []}
             continue
         ds = _with_keys(data_uri, split, manifest)
-        coded = ds.map_batches(Encoder, fn_constructor_kwargs={"checkpoint": vqvae, "levels": levels},
+        kwargs = {"checkpoint": vqvae, "levels": levels, "mirror": mirror and split == "train"}
+        coded = ds.map_batches(Encoder, fn_constructor_kwargs=kwargs,
                                batch_size=256, batch_format="numpy",
                                compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0)
         target = storage.join(out, split)
@@ -93,13 +111,14 @@ def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print) -> d
         files = [u for u in storage.list_files(target, recursive=False) if storage.basename(u).startswith(f"codes-{run}")]
         rows = sum(_rows(u) for u in files)
         splits[split] = {"rows": rows, "files": [f"{split}/{storage.basename(u)}" for u in files]}
-        log(f"extract-codes: {split}: {rows} images -> {target}")
+        what = "code grids (images and their mirror images)" if kwargs["mirror"] else "images"
+        log(f"extract-codes: {split}: {rows} {what} -> {target}")
 
     record = {
         "format": FORMAT, "format_version": 1,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "vqvae": vqvae, "vqvae_step": meta.get("step"), "data": data_uri, "data_fingerprint": manifest["fingerprint"],
-        "image_size": size, "levels": list(levels),
+        "image_size": size, "levels": list(levels), "mirror": bool(mirror),
         "grids": {lv: list(grids[lv]) for lv in levels}, "codebook_size": sizes,
         "vocab": {k: manifest["vocab"][k] for k in LABELS},
         "splits": splits,

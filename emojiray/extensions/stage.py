@@ -56,7 +56,8 @@ def run_extensions(cfg: Config, out: str, data_uri: str, vqvae_uri: str, priors:
 
     run = set(cfg.extensions.run)
     ext = storage.join(out, EXT)
-    main_prior = priors.get(cfg.extensions.prior) or priors.get("maskgit") or {}
+    # extensions.prior, else MaskGIT, else the pipeline's first prior (a `cpu` run trains one transformer)
+    main_prior = priors.get(cfg.extensions.prior) or priors.get("maskgit") or next(iter(priors.values()), {})
     paths = RunPaths.of(out, prior=main_prior.get("prior"), vqvae=vqvae_uri, data=data_uri)
     changed = force or any(p.get("retrained") for p in priors.values())
     result: dict[str, Any] = {}
