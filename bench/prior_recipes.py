@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import recipe_rows  # noqa: E402
 from emojiray.config import load_config  # noqa: E402
 from emojiray.data import shards  # noqa: E402
 from emojiray.extensions.common import read_images  # noqa: E402
+from emojiray.generate.sample_run import condition_ids  # noqa: E402
 from emojiray.images import from_model_output, grid, to_model_input, to_png_bytes  # noqa: E402
 from emojiray.metrics.fid import FeatureStats, frechet_distance, kid, precision_recall  # noqa: E402
 from emojiray.metrics.inception import InceptionFeatures  # noqa: E402
@@ -212,8 +212,7 @@ def kept(name: str, args):
 
     from emojiray.generate.sampler import Sampler
 
-    rows = [json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["recipe"] == name]
+    rows = [r for r in recipe_rows.read(args.out) if r["recipe"] == name]
     if not rows:
         sys.exit(f"prior_recipes: no row of recipe {name!r} in {args.out} to take the training figures from")
     s = Sampler(args.prior, args.vqvae, device="cpu")
@@ -249,8 +248,8 @@ def measure(family: PriorFamily, setting: str, args, data: Data, name: str) -> d
     n, images = args.samples, []
     cond_ids = None
     if family.n_classes:
-        p = np.asarray(family.counts, dtype=np.float64)
-        cond_ids = torch.from_numpy(np.random.default_rng(0).choice(len(p), n, p=p / p.sum()))
+        cond_ids = torch.from_numpy(condition_ids({"mode": "data"}, list(range(family.n_classes)), family.counts,
+                                                  0, n, seed=0))
     t0 = time.perf_counter()
     for s in range(0, n, 250):
         c = None if cond_ids is None else cond_ids[s:s + 250]
@@ -286,30 +285,28 @@ def score(images: np.ndarray, data: Data, args, name: str, tag: str, memorized: 
 
 
 def write_table(jsonl: str, md: str) -> None:
-    rows = [json.loads(line) for line in Path(jsonl).read_text().splitlines() if line.strip()]
-    lines = ["# Prior recipes at 32 px on 2 CPU cores (bare loop; samples against the held-out split)", "",
+    intro = ["# Prior recipes at 32 px on 2 CPU cores (bare loop; samples against the held-out split)", "",
              "Written by `bench/prior_recipes.py` (each row's command, tokenizer, date and revision are in "
-             f"`{Path(jsonl).name}`). FID floor = real-vs-real (as many training images as held-out ones).", "",
-             "| recipe | overrides | params | train s | val bits/code (best at s) "
-             "| sampling (T, k, p, choice T, steps, guidance) "
-             "| samples/s | FID held-out | floor | FID train | KID | precision | recall | memorized | date | rev |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+             f"`{Path(jsonl).name}`). FID floor = real-vs-real (as many training images as held-out ones).", ""]
+    columns = ["recipe", "overrides", "params", "train s", "val bits/code (best at s)",
+               "sampling (T, k, p, choice T, steps, guidance)", "samples/s", "FID held-out", "floor", "FID train",
+               "KID", "precision", "recall", "memorized", "date", "rev"]
+    cells = []
+    for r in recipe_rows.read(jsonl):
+        scores = [f"{r['fid']:.1f}", f"{r['fid_floor']:.1f}", f"{r['fid_train']:.1f}", f"{r['kid']:.4f}",
+                  f"{r['precision']:.3f}", f"{r['recall']:.3f}"]
         if r["recipe"] == "reconstructions":  # the tokenizer's ceiling: no training, no sampling
-            lines.append(f"| reconstructions of the held-out images (`{r['tokenizer']}`) | - "
-                         f"| {r['params'] / 1e6:.2f} M | - | - | - | - | {r['fid']:.1f} | {r['fid_floor']:.1f} "
-                         f"| {r['fid_train']:.1f} | {r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | - "
-                         f"| {r['date']} | {r['git_revision']} |")
+            cells.append([f"reconstructions of the held-out images (`{r['tokenizer']}`)", "-",
+                          f"{r['params'] / 1e6:.2f} M", "-", "-", "-", "-", *scores, "-", r["date"], r["git_revision"]])
             continue
-        s = (f"{r['temperature']:g}, {r['top_k']}, {r['top_p']:g}, {r['choice_temperature']:g}, "
-             f"{r['maskgit_steps']}, {r.get('guidance', 1.0):g}")
+        sampling = (f"{r['temperature']:g}, {r['top_k']}, {r['top_p']:g}, {r['choice_temperature']:g}, "
+                    f"{r['maskgit_steps']}, {r.get('guidance', 1.0):g}")
         flips = " + mirror images (--flip)" if r.get("flip") else ""
-        lines.append(f"| {r['recipe']} | `{' '.join(r['overrides']) or '-'}`{flips} | {r['params'] / 1e6:.2f} M | "
-                     f"{r['train_seconds']:.0f} | {r['val_bits_per_code']:.3f} ({r['best_seconds']:.0f}) | {s} | "
-                     f"{r['samples_per_s']:.0f} | {r['fid']:.1f} | {r['fid_floor']:.1f} | {r['fid_train']:.1f} | "
-                     f"{r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | {100 * r['memorized_share']:.1f}% | "
-                     f"{r['date']} | {r['git_revision']} |")
-    Path(md).write_text("\n".join(lines) + "\n")
+        cells.append([r["recipe"], f"`{' '.join(r['overrides']) or '-'}`{flips}", f"{r['params'] / 1e6:.2f} M",
+                      f"{r['train_seconds']:.0f}", f"{r['val_bits_per_code']:.3f} ({r['best_seconds']:.0f})", sampling,
+                      f"{r['samples_per_s']:.0f}", *scores, f"{100 * r['memorized_share']:.1f}%", r["date"],
+                      r["git_revision"]])
+    recipe_rows.write_markdown(md, intro, columns, cells)
 
 
 if __name__ == "__main__":

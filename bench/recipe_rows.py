@@ -34,3 +34,17 @@ def provenance() -> dict[str, str]:
 def append(path: str, row: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def read(path: str) -> list[dict]:
+    """The rows of a JSON-lines file written by :func:`append`."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_markdown(path: str, intro: list[str], columns: list[str], cells: list[list[str]]) -> None:
+    """``intro`` lines, then a Markdown table of ``columns`` with one row of ``cells`` per entry."""
+    lines = [*intro, "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")

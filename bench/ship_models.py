@@ -24,6 +24,7 @@ import torch
 
 from emojiray import storage
 from emojiray.images import grid, to_png_bytes
+from emojiray.generate.sample_run import condition_ids
 from emojiray.generate.sampler import PARAMS, Sampler, check_params
 from emojiray.models import checkpoint as ckpt
 
@@ -55,14 +56,14 @@ def main() -> None:
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"{out}: a {sampler.kind} prior ({sampler.condition_name}) over {sampler.vqvae_uri}, sampling "
           f"{sampler.params()}, {size / 2**20:.2f} MiB in all", file=sys.stderr)
-    cond = None
-    if sampler.condition_values:
-        p = np.asarray(sampler.class_counts, dtype=np.float64)
-        cond = torch.from_numpy(np.random.default_rng(0).choice(len(p), 64, p=p / p.sum()))
-    write_sheet(out / "samples.png", sampler.sample(64, cond=cond, seed=0)[0], ncols=16)
-    if sampler.condition_values:
-        values = sampler.condition_values
-        images, _ = sampler.sample(8 * len(values), cond=torch.arange(len(values)).repeat(8), seed=0)
+    values, counts = sampler.condition_values, sampler.class_counts
+    mode = {"mode": "data"} if values else {"mode": "none"}
+    cond = condition_ids(mode, values, counts, 0, 64, seed=0)
+    write_sheet(out / "samples.png", sampler.sample(64, cond=torch.from_numpy(cond) if values else None, seed=0)[0],
+                ncols=16)
+    if values:
+        cond = torch.from_numpy(condition_ids({"mode": "all"}, values, counts, 0, 8 * len(values), seed=0))
+        images, _ = sampler.sample(8 * len(values), cond=cond, seed=0)
         write_sheet(out / "samples_by_condition.png", images, ncols=len(values))
         print(f"{out / 'samples_by_condition.png'}: columns {', '.join(values)}", file=sys.stderr)
 

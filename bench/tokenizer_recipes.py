@@ -15,7 +15,6 @@ test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -135,20 +134,20 @@ def _first_steps(epoch_fn, steps: int):
 
 
 def write_table(jsonl: str, md: str) -> None:
-    rows = [json.loads(line) for line in Path(jsonl).read_text().splitlines() if line.strip()]
-    lines = ["# Tokenizer recipes at 32 px on 2 CPU cores (bare loop, test split)", "",
+    intro = ["# Tokenizer recipes at 32 px on 2 CPU cores (bare loop, test split)", "",
              "Written by `bench/tokenizer_recipes.py` (every row: its command, date and revision are in "
-             f"`{Path(jsonl).name}`). Budget = training seconds or steps of each row.", "",
-             "| recipe | overrides | params | steps | train s | images/s | test PSNR dB | SSIM | rFID | codes used "
-             "(share per level) | bits/image | date | rev |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+             f"`{Path(jsonl).name}`). Budget = training seconds or steps of each row.", ""]
+    columns = ["recipe", "overrides", "params", "steps", "train s", "images/s", "test PSNR dB", "SSIM", "rFID",
+               "codes used (share per level)", "bits/image", "date", "rev"]
+    cells = []
+    for r in recipe_rows.read(jsonl):
         used = ", ".join(f"{lv} {r['codes_used'][lv]}/{r['codebook_size'][lv]}" for lv in r["codebook_size"])
-        lines.append(f"| {r['recipe']} | `{' '.join(r['overrides']) or '-'}` | {r['params'] / 1e6:.2f} M | {r['steps']} | "
-                     f"{r['train_seconds']:.0f} | {r['images_per_s']:.0f} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
-                     f"{'-' if r['rfid'] is None else r['rfid']} | {used} | {r['bits_per_image'] or '-'} | "
-                     f"{r['date']} | {r['git_revision']} |")
-    Path(md).write_text("\n".join(lines) + "\n")
+        cells.append([r["recipe"], f"`{' '.join(r['overrides']) or '-'}`", f"{r['params'] / 1e6:.2f} M",
+                      str(r["steps"]),
+                      f"{r['train_seconds']:.0f}", f"{r['images_per_s']:.0f}", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}",
+                      "-" if r["rfid"] is None else str(r["rfid"]), used, str(r["bits_per_image"] or "-"), r["date"],
+                      r["git_revision"]])
+    recipe_rows.write_markdown(md, intro, columns, cells)
 
 
 if __name__ == "__main__":
