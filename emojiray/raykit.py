@@ -29,11 +29,24 @@ def init_ray(cfg: RayConfig | None = None):
     kwargs = {"num_cpus": cfg.num_cpus or os.cpu_count() or 1}
     if cfg.num_gpus >= 0:
         kwargs["num_gpus"] = cfg.num_gpus
-    # The dashboard process also serves Ray's state API, which Ray Train uses to watch its
-    # controller; it listens on loopback only.
-    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", logging_level=logging.WARNING, **kwargs)
+    # A lean embedded Ray: every idle Ray process wakes ~100 times a second, and on a small box each
+    # wake-up pre-empts a training thread (measured on 2 cores: 1,400 pre-emptions/s of the two
+    # compute threads with the dashboard's ~12 processes and Ray Train's preemption watcher, see
+    # results/bench/ray_overhead_cpu.md). No dashboard (nothing can reach a process-local cluster's
+    # UI; it also starts 2 s faster) and no preemption watcher (one local node is never drained).
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    ray.init(include_dashboard=False, logging_level=logging.WARNING,
+             runtime_env={"worker_process_setup_hook": "emojiray.raykit.quiet_worker"}, **kwargs)
     _quiet_ray_data()
     return ray
+
+
+def quiet_worker() -> None:
+    """Runs in every worker of an embedded Ray: Ray Train's placement-group cleaner asks the
+    dashboard's state API every second whether the controller lives, and warns each time it is
+    unreachable; without a dashboard that is every second. The cluster (and its placement groups)
+    ends with this process anyway."""
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
 
 
 def _quiet_ray_data() -> None:
