@@ -30,11 +30,9 @@ def init_ray(cfg: RayConfig | None = None):
     if cfg.num_gpus >= 0:
         kwargs["num_gpus"] = cfg.num_gpus
     # A lean embedded Ray: every idle Ray process wakes ~100 times a second, and on a small box each
-    # wake-up pre-empts a training thread (measured on 2 cores: 1,400 pre-emptions/s of the two
-    # compute threads with the dashboard's ~12 processes and Ray Train's preemption watcher, see
-    # results/bench/ray_overhead_cpu.md). No dashboard (nothing can reach a process-local cluster's
-    # UI; it also starts 2 s faster) and no preemption watcher (one local node is never drained).
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    # wake-up pre-empts a training thread (measured on 2 cores: ~1,400 pre-emptions/s of the two
+    # compute threads, see results/bench/ray_overhead_cpu.md). No dashboard: its ~12 processes
+    # serve a UI that nothing can reach on a process-local cluster, and Ray starts ~2 s faster.
     ray.init(include_dashboard=False, logging_level=logging.WARNING,
              runtime_env={"worker_process_setup_hook": "emojiray.raykit.quiet_worker"}, **kwargs)
     _quiet_ray_data()
