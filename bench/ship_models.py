@@ -57,10 +57,8 @@ def main() -> None:
     print(f"{out}: a {sampler.kind} prior ({sampler.condition_name}) over {sampler.vqvae_uri}, sampling "
           f"{sampler.params()}, {size / 2**20:.2f} MiB in all", file=sys.stderr)
     values, counts = sampler.condition_values, sampler.class_counts
-    mode = {"mode": "data"} if values else {"mode": "none"}
-    cond = condition_ids(mode, values, counts, 0, 64, seed=0)
-    write_sheet(out / "samples.png", sampler.sample(64, cond=torch.from_numpy(cond) if values else None, seed=0)[0],
-                ncols=16)
+    cond = torch.from_numpy(condition_ids({"mode": "data"}, values, counts, 0, 64, seed=0)) if values else None
+    write_sheet(out / "samples.png", sampler.sample(64, cond=cond, seed=0)[0], ncols=16)
     if values:
         cond = torch.from_numpy(condition_ids({"mode": "all"}, values, counts, 0, 8 * len(values), seed=0))
         images, _ = sampler.sample(8 * len(values), cond=cond, seed=0)

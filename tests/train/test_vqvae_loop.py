@@ -146,16 +146,28 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_local, data32, tmp_path)
 
 
 def training_worker_pids() -> list[int]:
-    """The live Ray Train worker processes on this machine (the embedded Ray has no state API:
-    no dashboard), found by the process title Ray gives them."""
+    """The live Ray Train workers of this test session's embedded Ray (it has no state API: no
+    dashboard), found by the process title Ray gives them; only descendants of this process, so
+    that another run's workers on a shared machine are never touched."""
     import os
+
+    def parent(pid: int) -> int:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("PPid:"))
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parent(pid)
+            if pid == os.getpid():
+                return True
+        return False
 
     pids = []
     for entry in os.listdir("/proc"):
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if f.read().startswith(b"ray::RayTrainWorker"):
+                if f.read().startswith(b"ray::RayTrainWorker") and ours(int(entry)):
                     pids.append(int(entry))
-        except (OSError, ValueError):
-            continue
+        except (OSError, ValueError, StopIteration):
+            continue  # a process that ended meanwhile
     return pids
