@@ -116,7 +116,9 @@ class InceptionFeatures:
 
     def __init__(self, device: str | torch.device = "cpu", batch_size: int | None = None):
         self.device = torch.device(device)
-        self.batch_size = batch_size or (64 if self.device.type == "cpu" else 256)
+        # on a CPU small batches keep the activations in cache: 11.4 images/s at 8 against 8.3 at 64
+        # (2 cores, 2026-12-02); a GPU wants large ones
+        self.batch_size = batch_size or (8 if self.device.type == "cpu" else 256)
         if self.batch_size < 1:
             raise EmojirayError(f"batch_size must be >= 1, got {self.batch_size}")
         self.net = load_inception(self.device)
