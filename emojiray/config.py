@@ -4,21 +4,41 @@ A value keeps one dotted name from the YAML preset to the module that reads it
 (``data.size`` is ``Config.data.size`` is ``DataConfig.size``). Precedence, lowest first:
 dataclass defaults, the preset (``emojiray/presets/<name>.yaml`` or a path to a YAML file),
 then ``--set`` overrides in the order given.
+
+Each section documents the range of its values in ``RANGES`` (``"> 0"``, ``">= 1"``, ``"[0, 1)"``,
+``"{vq, fsq}"``; a list value's range holds for each item). :func:`load_config` checks them all,
+so a bad value is one line naming the key, the value and the range before any work or Ray starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from emojiray.errors import EmojirayError
 
 PRESET_DIR = Path(__file__).parent / "presets"
+
+# The names a choice setting takes, each list written once (the modules that implement them import it).
+TOKENIZER_ARCHS = ("vqvae2", "vqvae")
+QUANTIZERS = ("vq", "fsq")
+PRIOR_KINDS = ("pixelsnail", "transformer", "maskgit")
+LABELS = ("emotion", "category", "vendor")  # the per-image labels a prior or the classifier learns
+CONDITIONS = ("none", *LABELS)
+EXTENSIONS = ("interpolate", "condition", "restyle", "upscale", "inpaint")
+CODE_LEVELS = ("bottom", "top")
+EVAL_SPLITS = ("train", "val", "test", "heldout")  # heldout = val + test
+
+
+def one_of(names: tuple[str, ...]) -> str:
+    """The RANGES entry of a choice: ``{a, b, c}``."""
+    return "{" + ", ".join(names) + "}"
 
 
 @dataclass
@@ -42,6 +62,11 @@ class DataConfig:
     hf_image_column: str = ""  # hf source: image column (default: the first Image feature)
     hf_text_column: str = ""  # hf source: text/name column (default: `text` or first string)
 
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "size": ">= 8", "val_fraction": "[0, 1)", "test_fraction": "[0, 1)", "seed": ">= 0", "shard_rows": ">= 1",
+        "max_pixels": ">= 1", "limit": ">= 0"
+    }
+
 
 @dataclass
 class RayConfig:
@@ -59,6 +84,11 @@ class RayConfig:
     # a training worker keeps its share of the train split in its own memory when the share is under
     # this many MiB: read through Ray Data once, no Ray Data iteration per epoch (0 = stream every epoch)
     worker_cache_mb: int = 1024
+
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "num_cpus": ">= 0", "num_gpus": ">= -1", "num_workers": ">= 0", "data_cpus": ">= -1", "batch_size": ">= 1",
+        "worker_cache_mb": ">= 0"
+    }
 
 
 @dataclass
@@ -84,6 +114,13 @@ class ModelConfig:
     kmeans_init: bool = True  # initialise codebooks by k-means on the first batch
     dead_code_steps: int = 100  # re-seed a code unused for this many steps (0 = never)
     rotation_trick: bool = False  # vq: the rotation trick's gradient instead of straight-through
+
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "arch": one_of(TOKENIZER_ARCHS), "channels": ">= 1", "res_blocks": ">= 0", "res_channels": ">= 1",
+        "up_blocks": ">= 0", "downsample": ">= 2", "quantizer": one_of(QUANTIZERS), "codebook_size": ">= 2",
+        "fsq_levels": ">= 2", "code_dim": ">= 1", "lookup_dim": ">= 0", "beta": ">= 0", "ema_decay": "[0, 1)",
+        "dead_code_steps": ">= 0"
+    }
 
 
 @dataclass
@@ -114,6 +151,13 @@ class TrainConfig:
     log_every: int = 50  # steps between TensorBoard scalars
     image_every: int = 1  # reports between TensorBoard image grids (0 = never)
     eval_batches: int = 0  # validation batches per epoch (0 = the whole split)
+
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "epochs": ">= 1", "max_seconds": ">= 0", "batch_size": ">= 1", "lr": "> 0", "weight_decay": ">= 0",
+        "betas": "[0, 1)", "warmup_steps": ">= 0", "min_lr_ratio": "[0, 1]", "grad_clip": ">= 0", "seed": ">= 0",
+        "max_failures": ">= 0", "report_every_s": ">= 0", "log_every": ">= 1", "image_every": ">= 0",
+        "eval_batches": ">= 0"
+    }
 
 
 @dataclass
@@ -150,6 +194,15 @@ class PriorConfig:
     warmup_steps: int = 100
     sheet_samples: int = 32  # samples in the sheet written after training
 
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "kind": one_of(PRIOR_KINDS), "condition": one_of(CONDITIONS), "cond_dropout": "[0, 1)", "dim": ">= 1",
+        "layers": ">= 1", "heads": ">= 1", "dropout": "[0, 1)", "channels": ">= 1", "blocks": ">= 1",
+        "res_per_block": ">= 1", "maskgit_steps": ">= 1", "choice_temperature": ">= 0", "label_smoothing": "[0, 1)",
+        "temperature": ">= 0", "top_k": ">= 0", "top_p": "(0, 1]", "guidance": ">= 0", "epochs": ">= 1",
+        "max_seconds": ">= 0", "batch_size": ">= 1", "lr": "> 0", "weight_decay": ">= 0", "warmup_steps": ">= 0",
+        "sheet_samples": ">= 0"
+    }
+
 
 @dataclass
 class EvalConfig:
@@ -166,6 +219,12 @@ class EvalConfig:
     pr_k: int = 3  # k of the k-NN manifolds of precision/recall
     actors: int = 0  # feature actors (0 = one per GPU, or one per 2 free CPUs, 2 threads each)
 
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "split": one_of(EVAL_SPLITS), "fid_images": ">= 0", "batch_size": ">= 1", "real_images": ">= 0",
+        "memorization_quantile": "(0, 1)", "min_condition_images": ">= 2", "kid_subsets": ">= 1", "pr_k": ">= 1",
+        "actors": ">= 0"
+    }
+
 
 @dataclass
 class SampleConfig:
@@ -177,6 +236,10 @@ class SampleConfig:
     seed: int = 0
     png: bool = True  # also write one PNG per sample
     actors: int = 0  # 0 = one per GPU, or one per CPU left after ray.data_cpus
+
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "n": ">= 1", "batch_size": ">= 1", "shard_size": ">= 1", "seed": ">= 0", "actors": ">= 0"
+    }
 
 
 def _default_space() -> dict[str, Any]:
@@ -206,6 +269,11 @@ class SweepConfig:
     # dotted config key -> {type: loguniform|uniform|loguniform_int|int|choice, low, high | values}
     space: dict[str, Any] = field(default_factory=_default_space)
 
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "trials": ">= 1", "max_concurrent": ">= 0", "gpus_per_trial": "> 0", "cpus_per_trial": ">= 1",
+        "grace_period": ">= 1", "reduction_factor": ">= 2", "fid_images": ">= -1", "seed": ">= 0", "budgets": "> 0"
+    }
+
 
 @dataclass
 class ExtensionsConfig:
@@ -219,6 +287,11 @@ class ExtensionsConfig:
     condition_samples: int = 64  # samples per condition value for the condition sheets and metrics
     extra_conditions: list[str] = field(default_factory=lambda: ["category"])  # more MaskGIT priors for sheets
     demo: list[str] = field(default_factory=lambda: ["grinning face", "crying face"])  # emoji of the demo sheets
+
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "run": one_of(EXTENSIONS), "prior": one_of(PRIOR_KINDS), "eval_images": ">= 0", "examples": ">= 1",
+        "seed": ">= 0", "condition_samples": ">= 1", "extra_conditions": one_of(LABELS)
+    }
 
 
 @dataclass
@@ -234,6 +307,11 @@ class ClassifierConfig:
     weight_decay: float = 1.0e-4
     is_splits: int = 10  # Inception Score splits (fewer when a set is small)
 
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "labels": one_of(LABELS), "channels": ">= 1", "epochs": ">= 1", "max_seconds": ">= 0", "batch_size": ">= 1",
+        "lr": "> 0", "weight_decay": ">= 0", "is_splits": ">= 1"
+    }
+
 
 @dataclass
 class InterpolateConfig:
@@ -242,6 +320,10 @@ class InterpolateConfig:
     steps: int = 10  # frames after the first (steps + 1 frames in all)
     remask: float = 0.3  # share of codes MaskGIT re-samples at the middle step (tapered by 4t(1-t) to the ends)
     gif_ms: int = 120  # frame duration of the animated GIF
+
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "steps": ">= 1", "remask": "[0, 1]", "gif_ms": ">= 1"
+    }
 
 
 @dataclass
@@ -253,6 +335,10 @@ class RestyleConfig:
     guidance: float = 2.0
     steps: int = 8  # MaskGIT decoding steps
     levels: list[str] = field(default_factory=list)  # code levels that may change ([] = all; e.g. [bottom])
+
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "share": "[0, 1]", "shares": "(0, 1]", "guidance": ">= 0", "steps": ">= 1", "levels": one_of(CODE_LEVELS)
+    }
 
 
 @dataclass
@@ -268,6 +354,11 @@ class UpscaleConfig:
     lr: float = 1.0e-3
     weight_decay: float = 1.0e-4
 
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "factor": ">= 2", "channels": ">= 1", "res_blocks": ">= 0", "epochs": ">= 1", "max_seconds": ">= 0",
+        "batch_size": ">= 1", "lr": "> 0", "weight_decay": ">= 0"
+    }
+
 
 @dataclass
 class InpaintConfig:
@@ -278,6 +369,10 @@ class InpaintConfig:
     steps: int = 8  # MaskGIT decoding steps
     temperature: float = 1.0
 
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "completions": ">= 1", "box": "(0, 1)", "steps": ">= 1", "temperature": ">= 0"
+    }
+
 
 @dataclass
 class PipelineConfig:
@@ -285,6 +380,10 @@ class PipelineConfig:
 
     priors: list[str] = field(default_factory=lambda: ["pixelsnail", "transformer", "maskgit"])
     report: bool = True  # write the static HTML report (RUN/report/index.html) at the end
+
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "priors": one_of(PRIOR_KINDS)
+    }
 
 
 @dataclass
@@ -314,7 +413,8 @@ def available_presets() -> list[str]:
 
 
 def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Build a Config from defaults, a preset (name or YAML path) and ``key=value`` overrides."""
+    """Build a Config from defaults, a preset (name or YAML path) and ``key=value`` overrides;
+    every value is checked against its documented range (:func:`validate`)."""
     cfg = Config()
     if preset:
         _apply_mapping(cfg, _read_preset(preset), prefix="")
@@ -323,6 +423,46 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
         if not sep or not key.strip():
             raise EmojirayError(f"bad override {item!r}: expected key=value, e.g. data.size=32")
         set_value(cfg, key.strip(), _parse_scalar(raw), raw=raw.strip())
+    return validate(cfg)
+
+
+def within(value: Any, spec: str) -> bool:
+    """Whether one value lies in a RANGES entry: ``"{a, b}"``, ``"[lo, hi)"`` (any brackets),
+    ``"> x"`` or ``">= x"``; numbers must be finite."""
+    if spec.startswith("{"):
+        return str(value) in {choice.strip() for choice in spec[1:-1].split(",")}
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if spec[0] in "[(":
+        lo, hi = (float(x) for x in spec[1:-1].split(","))
+        return (lo <= value if spec[0] == "[" else lo < value) and (value <= hi if spec[-1] == "]" else value < hi)
+    op, bound = spec.split()
+    return value > float(bound) if op == ">" else value >= float(bound)
+
+
+def range_text(spec: str) -> str:
+    """A RANGES entry in words: "one of vq, fsq", "in [0, 1)", "> 0"."""
+    if spec.startswith("{"):
+        return f"one of {spec[1:-1]}"
+    return f"in {spec}" if spec[0] in "[(" else spec
+
+
+def validate(cfg: Config) -> Config:
+    """Check every value against its section's RANGES; one line naming the key, the value and the
+    range for the first that is outside."""
+    for section in dataclasses.fields(cfg):
+        values = getattr(cfg, section.name)
+        for key, spec in type(values).RANGES.items():
+            value = getattr(values, key)
+            items = value if isinstance(value, (list, tuple)) else [value]
+            items = [x for item in items for x in (item if isinstance(item, (list, tuple)) else [item])]
+            if not all(within(x, spec) for x in items):
+                each = " (each item)" if isinstance(value, (list, tuple)) else ""
+                raise EmojirayError(f"config key '{section.name}.{key}' is {value!r}: must be {range_text(spec)}{each}")
+    held_out = cfg.data.val_fraction + cfg.data.test_fraction
+    if held_out >= 1:
+        raise EmojirayError(f"config keys 'data.val_fraction' + 'data.test_fraction' are {held_out:g}: "
+                            f"must be < 1 (no training images left)")
     return cfg
 
 
@@ -344,9 +484,13 @@ def _read_preset(preset: str) -> dict[str, Any]:
             f"unknown preset {preset!r}: choose one of {', '.join(available_presets())} or give a YAML file"
         )
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise EmojirayError(f"preset {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise EmojirayError(f"preset {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise EmojirayError(f"cannot read preset {path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict):
         raise EmojirayError(f"preset {path} must be a mapping of sections, got {type(data).__name__}")
     return data

@@ -55,6 +55,7 @@ def run_pipeline(cfg: Config, out: str, force: bool = False, log=print) -> dict[
     from emojiray.train.vqvae_loop import train_vqvae
 
     extension_stage.check(cfg)  # a bad extension setting fails now, not after an hour of training
+    out = storage.absolute(out)  # every manifest, model meta and report names absolute paths
 
     from emojiray.report.html import git_revision
 
@@ -136,7 +137,8 @@ def run_pipeline(cfg: Config, out: str, force: bool = False, log=print) -> dict[
                     and done.get("mirror", False) == cfg.prior.mirror:
                 log(f"extract-codes: {codes_uri} is up to date")
                 return {"uri": codes_uri, "skipped": True}
-        r = extract_codes(trained["model"], data_uri, codes_uri, cfg.ray, log=log, mirror=cfg.prior.mirror)
+        r = extract_codes(trained["model"], data_uri, codes_uri, cfg.ray, log=log, mirror=cfg.prior.mirror,
+                          force=True)  # this stage is being redone: its old codes go
         return {"uri": codes_uri, "rows": {k: v["rows"] for k, v in r["splits"].items()}}
 
     codes_stage = stage("extract_codes", do_codes)

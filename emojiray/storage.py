@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import os
 import posixpath
 import uuid
@@ -39,8 +40,23 @@ def join(uri: str, *parts: str) -> str:
 
 def absolute(uri: str) -> str:
     """A local path made absolute (processes that change directory, like Tune trials, still find
-    it); an ``s3://`` URI unchanged."""
-    return str(uri) if is_s3(uri) else os.path.abspath(uri)
+    it); an ``s3://`` URI unchanged, once checked (one line for ``s3://`` with no bucket, or a
+    mistyped scheme like ``s3:/bucket`` or ``S3://bucket``, which would be a local folder)."""
+    uri = str(uri)
+    if uri[:3].lower() == "s3:" and not is_s3(uri):
+        raise EmojirayError(f"bad S3 URI {uri!r}: expected s3://bucket/prefix")
+    if is_s3(uri):
+        _s3_path(uri)
+        return uri
+    return os.path.abspath(uri)
+
+
+def _s3_path(uri: str) -> str:
+    """``bucket/prefix`` of an ``s3://`` URI, or one line saying it is malformed."""
+    path = uri[len("s3://"):].rstrip("/")
+    if not path or path.startswith("/") or "//" in path:
+        raise EmojirayError(f"bad S3 URI {uri!r}: expected s3://bucket/prefix")
+    return path
 
 
 def cache_dir(name: str):
@@ -115,10 +131,7 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     if is_s3(uri):
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
-        path = uri[len("s3://"):].rstrip("/")
-        if not path or path.startswith("/") or "//" in path:
-            raise EmojirayError(f"bad S3 URI {uri!r}: expected s3://bucket/prefix")
-        return _s3_filesystem(endpoint, region), path
+        return _s3_filesystem(endpoint, region), _s3_path(uri)
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
@@ -204,8 +217,21 @@ def write_text(uri: str, text: str) -> str:
     return write_bytes(uri, text.encode("utf-8"))
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None: JSON has no NaN, and a bare ``NaN``
+    in a metrics file breaks strict readers (jq, browsers, other languages)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def write_json(uri: str, obj: Any) -> str:
-    return write_text(uri, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Write ``obj`` as indented JSON (atomically); NaN and infinities become null."""
+    return write_text(uri, json.dumps(finite_json(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def list_files(uri: str, recursive: bool = True) -> list[str]:

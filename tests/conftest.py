@@ -118,17 +118,23 @@ def write_tarball(path: Path, vendor: str, entries: list[dict], images: dict[str
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def npm_cache(tmp_path, monkeypatch):
-    """EMOJIRAY_CACHE with verified fake tarballs (version 0.0.0-test) for google and twitter."""
-    cache = tmp_path / "cache"
-    (cache / "npm").mkdir(parents=True)
-    monkeypatch.setenv("EMOJIRAY_CACHE", str(cache))
+def fake_npm_cache(cache: Path, duplicate: bool = False) -> Path:
+    """An EMOJIRAY_CACHE folder with verified fake tarballs (version 0.0.0-test) for google and
+    twitter; with ``duplicate`` the google package holds one image twice."""
+    (cache / "npm").mkdir(parents=True, exist_ok=True)
     for vendor in ("google", "twitter"):
-        entries, images = fake_package(vendor, duplicate=(vendor == "google"))
+        entries, images = fake_package(vendor, duplicate=duplicate and vendor == "google")
         tgz = cache / "npm" / f"emoji-datasource-{vendor}-0.0.0-test.tgz"
         sha = write_tarball(tgz, vendor, entries, images)
         (cache / "npm" / (tgz.name + ".sha1")).write_text(sha + "\n")
+    return cache
+
+
+@pytest.fixture
+def npm_cache(tmp_path, monkeypatch):
+    """EMOJIRAY_CACHE with verified fake tarballs (version 0.0.0-test) for google and twitter."""
+    cache = fake_npm_cache(tmp_path / "cache", duplicate=True)
+    monkeypatch.setenv("EMOJIRAY_CACHE", str(cache))
     return cache
 
 

@@ -41,5 +41,6 @@ def tiny_pair(root: Path, kind: str = "transformer", condition: str = "emotion",
               layout={"levels": list(layout.levels), "grids": {lv: list(g) for lv, g in grids.items()},
                       "sizes": sizes},
               n_classes=n_classes, vocab=VOCAB,
-              vqvae=str(vq_dir), class_counts=COUNTS[condition] if n_classes else [])
+              vqvae=str(vq_dir), vqvae_sha256=ckpt.weights_hash(ckpt.read_meta(vq_dir)),
+              class_counts=COUNTS[condition] if n_classes else [])
     return str(prior_dir), str(vq_dir)

@@ -114,6 +114,31 @@ def test_write_read_round_trip(tmp_path):
     assert _tmp_files(tmp_path) == []
 
 
+def test_json_has_no_bare_nan(tmp_path):
+    """JSON has no NaN: metrics files hold null, which strict readers (jq, browsers) accept."""
+    import json
+    import math
+
+    import numpy as np
+
+    target = str(tmp_path / "m.json")
+    storage.write_json(target, {"psnr": math.nan, "fid": [1.5, math.inf, -math.inf], "np": np.float64("nan"),
+                                "nested": {"ok": 2.0, "t": (math.nan,)}})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c}")) == {
+        "psnr": None, "fid": [1.5, None, None], "np": None, "nested": {"ok": 2.0, "t": [None]}}
+
+
+def test_absolute_checks_s3_uris_without_credentials(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert storage.absolute("rel/x") == str(tmp_path / "rel" / "x")
+    assert storage.absolute("s3://bucket/prefix") == "s3://bucket/prefix"
+    for bad in ("s3://", "s3:///prefix", "s3:/bucket", "S3://bucket/x", "s3://b//x"):
+        with pytest.raises(EmojirayError, match="bad S3 URI"):
+            storage.absolute(bad)
+
+
 def test_write_relative_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     storage.write_text("rel/dir/f.txt", "x")

@@ -33,16 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from emojiray.cli.common import absolute_paths
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        return int(args.func(absolute_paths(args)) or 0)
     except EmojirayError as exc:
         print(f"emojiray: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("emojiray: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`emojiray config | head`): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,10 +1,40 @@
-"""Options shared by subcommands: --preset and --set, turned into one Config."""
+"""Options shared by subcommands: --preset and --set, turned into one Config; paths made absolute."""
 
 from __future__ import annotations
 
 import argparse
 
+from emojiray import storage
 from emojiray.config import Config, available_presets, load_config
+
+# Options that name files and folders (local paths or s3:// URIs). They are made absolute as the
+# command line is read, so that Ray workers (which run in another working directory), manifests,
+# model metas and reports never hold a path relative to the user's working directory.
+PATH_OPTIONS = ("out", "data", "vqvae", "run", "prior", "priors", "vendor_prior", "classifier", "upscaler", "codes",
+                "checkpoint", "samples", "real", "uri", "sheet", "tune", "bench")
+PATH_SOURCES = ("folder:", "parquet:")  # --source kinds followed by a path
+
+
+def _absolute(value: str) -> str:
+    kind, sep, uri = value.partition("=")  # condition's --samples KIND=URI
+    if sep and kind.isidentifier():
+        return f"{kind}={_absolute(uri)}"
+    return storage.absolute(value) if value else value
+
+
+def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with every path option (and a folder:/parquet: --source) made absolute."""
+    for name in PATH_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            setattr(args, name, _absolute(value))
+        elif isinstance(value, list):
+            setattr(args, name, [_absolute(v) for v in value])
+    source = getattr(args, "source", None)
+    for kind in PATH_SOURCES:
+        if isinstance(source, str) and source.startswith(kind) and not storage.is_s3(source[len(kind):]):
+            args.source = kind + storage.absolute(source[len(kind):])
+    return args
 
 
 def add_config_args(parser: argparse.ArgumentParser, default_preset: str | None = "smoke") -> None:

@@ -1,4 +1,5 @@
-"""`emojiray config`: print the resolved configuration (preset + overrides) as YAML."""
+"""`emojiray config`: print the resolved configuration (preset + overrides) as YAML, or the range
+every value must lie in (`--ranges`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,23 @@ from emojiray.cli.common import add_config_args, config_from_args
 
 def register(sub) -> None:
     p = sub.add_parser("config", help="print the configuration a preset and --set overrides give")
+    p.add_argument("--ranges", action="store_true", help="print each key's allowed range instead")
     add_config_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from emojiray.config import dump_yaml
+    import dataclasses
 
-    print(dump_yaml(config_from_args(args)), end="")
+    from emojiray.config import dump_yaml, range_text
+
+    cfg = config_from_args(args)
+    if not args.ranges:
+        print(dump_yaml(cfg), end="")
+        return 0
+    for section in dataclasses.fields(cfg):
+        values = getattr(cfg, section.name)
+        for key, spec in type(values).RANGES.items():
+            item = " (each item)" if isinstance(getattr(values, key), (list, tuple)) else ""
+            print(f"{section.name}.{key}: {range_text(spec)}{item}")
     return 0

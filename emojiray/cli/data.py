@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from emojiray import storage
 from emojiray.cli.common import add_config_args, config_from_args
 
 
@@ -46,9 +47,9 @@ def run_info(args) -> int:
     from emojiray.data.info import contact_sheet, format_summary, summary
     from emojiray.errors import EmojirayError
 
-    manifest = shards.load_manifest(args.uri)
+    manifest = shards.load_manifest(args.uri, verify_shards=False)  # --verify lists every problem
     s = summary(args.uri, manifest)
-    print(json.dumps(s, indent=2) if args.json else format_summary(s))
+    print(json.dumps(storage.finite_json(s), indent=2) if args.json else format_summary(s))
     if args.verify:
         problems = shards.verify(args.uri, manifest)
         if problems:

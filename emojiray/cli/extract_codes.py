@@ -12,6 +12,7 @@ def register(sub) -> None:
     p.add_argument("--vqvae", required=True, help="tokenizer URI (e.g. <train out>/vqvae)")
     p.add_argument("--data", required=True, help="dataset URI")
     p.add_argument("--out", required=True, help="code shards URI")
+    p.add_argument("--force", action="store_true", help="replace codes of another VQ-VAE or dataset at --out")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -20,5 +21,5 @@ def run(args) -> int:
     from emojiray.data.codes import extract_codes
 
     cfg = config_from_args(args)
-    extract_codes(args.vqvae, args.data, args.out, cfg.ray, mirror=cfg.prior.mirror)
+    extract_codes(args.vqvae, args.data, args.out, cfg.ray, mirror=cfg.prior.mirror, force=args.force)
     return 0

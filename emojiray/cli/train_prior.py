@@ -20,11 +20,11 @@ def register(sub) -> None:
 def run(args) -> int:
     from emojiray import storage
     from emojiray.generate.sampler import write_sample_sheet
-    from emojiray.train.prior_loop import train_prior
+    from emojiray.train.prior_loop import sheet_name, train_prior
 
     cfg = config_from_args(args, **{"prior.kind": args.kind, "prior.condition": args.condition})
     record = train_prior(cfg, args.codes, args.out, resume=args.resume, force=args.force)
-    sheet = write_sample_sheet(record["prior"], None, storage.join(args.out, f"samples_{cfg.prior.kind}.png"),
+    sheet = write_sample_sheet(record["prior"], None, storage.join(args.out, sheet_name(cfg.prior.kind)),
                                n=cfg.prior.sheet_samples)
     print(f"train-prior: sample sheet -> {sheet}")
     return 0

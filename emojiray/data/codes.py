@@ -71,14 +71,16 @@ class Encoder:
         return pa.table(cols)
 
 
-def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print, mirror: bool = False) -> dict[str, Any]:
+def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print, mirror: bool = False,
+                  force: bool = False) -> dict[str, Any]:
     """Encode every split of ``data_uri`` into code shards at ``out``; with ``mirror`` the train split
-    also holds the codes of its images flipped left to right (``prior.mirror``), the others never."""
+    also holds the codes of its images flipped left to right (``prior.mirror``), the others never.
+    Codes of another VQ-VAE or dataset already at ``out`` are replaced only with ``force``."""
     import ray
 
     from emojiray.config import RayConfig
     from emojiray.raykit import init_ray
-    from emojiray.models.checkpoint import load_vqvae
+    from emojiray.models.checkpoint import load_vqvae, weights_hash
 
     cfg = cfg or RayConfig()
     model, vcfg, meta = load_vqvae(vqvae)  # validates the checkpoint before any actor starts
@@ -89,6 +91,8 @@ def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print, mirr
     grids = model.grid_sizes(size)
     sizes = {lv: q.K for lv, q in model.quantizers.items()}
     levels = tuple(model.levels)
+    if not force:
+        _refuse_other_codes(out, vqvae, weights_hash(meta), manifest["fingerprint"])
 
     init_ray(cfg)
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -117,7 +121,8 @@ def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print, mirr
     record = {
         "format": FORMAT, "format_version": 1,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "vqvae": vqvae, "vqvae_step": meta.get("step"), "data": data_uri, "data_fingerprint": manifest["fingerprint"],
+        "vqvae": storage.absolute(vqvae), "vqvae_sha256": weights_hash(meta), "vqvae_step": meta.get("step"),
+        "data": storage.absolute(data_uri), "data_fingerprint": manifest["fingerprint"],
         "image_size": size, "levels": list(levels), "mirror": bool(mirror),
         "grids": {lv: list(grids[lv]) for lv in levels}, "codebook_size": sizes,
         "vocab": {k: manifest["vocab"][k] for k in LABELS},
@@ -167,6 +172,22 @@ def _rows(uri: str) -> int:
     fs, path = storage.filesystem(uri)
     with fs.open_input_file(path) as f:
         return pq.ParquetFile(f).metadata.num_rows
+
+
+def _refuse_other_codes(out: str, vqvae: str, vqvae_hash: str | None, data_fingerprint: str) -> None:
+    """One line if ``out`` holds something other than codes of this VQ-VAE and dataset."""
+    path = storage.join(out, "manifest.json")
+    if not storage.exists(path):
+        return
+    old = storage.read_json(path)
+    if not isinstance(old, dict) or old.get("format") != FORMAT:
+        raise EmojirayError(f"{out} holds a manifest.json that is not an emojiray code set: choose another --out "
+                            f"or pass --force to replace it")
+    same_vqvae = (old["vqvae_sha256"] == vqvae_hash) if old.get("vqvae_sha256") and vqvae_hash \
+        else old.get("vqvae") == storage.absolute(vqvae)
+    if not same_vqvae or old.get("data_fingerprint") != data_fingerprint:
+        raise EmojirayError(f"{out} holds the codes of another {'VQ-VAE' if not same_vqvae else 'dataset'} "
+                            f"(from {old.get('vqvae')}): pass --force to replace them")
 
 
 def _remove_stale(out: str, record: dict[str, Any]) -> None:

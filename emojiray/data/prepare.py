@@ -92,7 +92,14 @@ def prepare(cfg: DataConfig, out: str, force: bool = False, log=print) -> dict[s
     manifest_uri = storage.join(out, shards.MANIFEST)
     if not force and storage.exists(manifest_uri):
         try:
-            old = shards.load_manifest(out)
+            found = storage.read_json(manifest_uri)
+        except EmojirayError:
+            found = None
+        if not isinstance(found, dict) or found.get("format") != shards.FORMAT:
+            raise EmojirayError(f"{out} holds a {shards.MANIFEST} that is not an emojiray dataset: choose another "
+                                f"--out or pass --force to replace it")
+        try:
+            old = shards.load_manifest(out)  # a damaged dataset (shards missing or changed) is rebuilt
         except EmojirayError:
             old = {}
         if old.get("fingerprint") == fingerprint:

@@ -16,6 +16,7 @@ run are never read.
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any, Iterator
 
 import numpy as np
@@ -104,8 +105,13 @@ def write_shard(uri: str, table: pa.Table) -> dict[str, Any]:
     return {"rows": table.num_rows, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def load_manifest(uri: str) -> dict[str, Any]:
-    """Read and validate a dataset's manifest, or fail with one line saying why."""
+_VERIFIED: set[tuple] = set()  # dataset versions whose shards matched their checksums, this process
+
+
+def load_manifest(uri: str, verify_shards: bool = True) -> dict[str, Any]:
+    """Read and validate a dataset's manifest, or fail with one line saying why. With
+    ``verify_shards`` every shard's SHA-256 is checked first (once per process and dataset
+    version: :func:`check_shards`), so no training, encoding or evaluation reads a damaged shard."""
     path = storage.join(uri, MANIFEST)
     if not storage.exists(path):
         if storage.exists(uri) and storage.list_files(uri):
@@ -116,7 +122,37 @@ def load_manifest(uri: str) -> dict[str, Any]:
         raise EmojirayError(f"{path} is not an emojiray dataset manifest")
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise EmojirayError(f"{path} has format version {manifest['format_version']}; this emojiray reads up to {FORMAT_VERSION}")
+    if not _well_formed(manifest):
+        raise EmojirayError(f"{path} is damaged: its image size, counts or shard list is missing or malformed")
+    if verify_shards:
+        check_shards(uri, manifest)
     return manifest
+
+
+def _well_formed(m: dict[str, Any]) -> bool:
+    """The parts of a manifest every reader relies on, with the types they expect."""
+    image, counts, listed = m.get("image"), m.get("counts"), m.get("shards")
+    return (isinstance(image, dict) and all(isinstance(image.get(k), int) and image[k] > 0 for k in ("height", "width"))
+            and isinstance(counts, dict) and isinstance(counts.get("split"), dict)
+            and isinstance(m.get("vocab"), dict) and isinstance(listed, list)
+            and all(isinstance(s, dict) and isinstance(s.get("path"), str) and s.get("split") in SPLITS
+                    and isinstance(s.get("sha256"), str) for s in listed))
+
+
+def check_shards(uri: str, manifest: dict[str, Any]) -> None:
+    """One line naming the first missing or changed shard, or nothing. A dataset version that
+    passed is not read again by this process (a pipeline checks its data once) unless a local
+    shard's size or modification time changed since."""
+    key = (storage.absolute(uri), str(manifest.get("fingerprint")), str(manifest.get("created")),
+           _stamps(uri, manifest))
+    if key in _VERIFIED:
+        return
+    problems = verify(uri, manifest)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise EmojirayError(f"{uri}: {problems[0]}{more}: the dataset is damaged; rebuild it with "
+                            f"`emojiray data prepare --out {uri} --force`")
+    _VERIFIED.add(key)
 
 
 def shard_uris(uri: str, manifest: dict[str, Any], split: str | None = None) -> list[str]:
@@ -137,17 +173,31 @@ def iter_tables(uri: str, manifest: dict[str, Any], split: str | None = None,
             raise EmojirayError(f"cannot read shard {shard}: {str(exc).splitlines()[0]}") from None
 
 
+def _stamps(uri: str, manifest: dict[str, Any]) -> tuple:
+    """(size, mtime) of each local shard (None if missing); () on S3, whose versions the manifest names."""
+    if storage.is_s3(uri):
+        return ()
+    stamps = []
+    for shard in manifest["shards"]:
+        try:
+            st = os.stat(storage.join(uri, shard["path"]))
+            stamps.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            stamps.append(None)
+    return tuple(stamps)
+
+
 def verify(uri: str, manifest: dict[str, Any]) -> list[str]:
     """Check every shard's SHA-256 against the manifest; return the problems found."""
     problems = []
     for shard in manifest["shards"]:
         target = storage.join(uri, shard["path"])
         if not storage.exists(target):
-            problems.append(f"missing: {shard['path']}")
+            problems.append(f"shard {shard['path']} is missing")
             continue
         h = hashlib.sha256()
         for block in storage.iter_chunks(target):
             h.update(block)
         if h.hexdigest() != shard["sha256"]:
-            problems.append(f"checksum mismatch: {shard['path']}")
+            problems.append(f"shard {shard['path']} does not match its SHA-256")
     return problems

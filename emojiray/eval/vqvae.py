@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from emojiray import storage
+from emojiray.devices import resolve_device
 from emojiray.data import shards
 from emojiray.errors import EmojirayError
 from emojiray.images import from_model_output, grid, to_model_input, to_png_bytes
@@ -32,10 +33,6 @@ from emojiray.metrics.codes import (bits_per_image, code_histogram, entropy_bits
 from emojiray.metrics.fid import FeatureStats, frechet_distance
 from emojiray.metrics.image import ReconstructionMeter
 from emojiray.models.checkpoint import load_vqvae
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @torch.no_grad()
@@ -47,7 +44,7 @@ def eval_vqvae(checkpoint: str, data_uri: str, out: str, split: str = "test", fi
     ``fid_images`` > 0 computes rFID on the first that many images only (quicker on a CPU, and
     noisier: the JSON records how many were used).
     """
-    dev = torch.device(device) if device else default_device()
+    dev = resolve_device(device)
     model, cfg, meta = load_vqvae(checkpoint, dev)
     manifest = shards.load_manifest(data_uri)
     size = manifest["image"]["height"]

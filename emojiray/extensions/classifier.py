@@ -35,9 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from emojiray import storage
+from emojiray.devices import resolve_device
 from emojiray.config import Config, config_from_dict
 from emojiray.errors import EmojirayError
-from emojiray.extensions.common import (RUN_DIR, check_helper_data, default_device, fit_helper, helper_schedule,
+from emojiray.extensions.common import (RUN_DIR, check_helper_data, fit_helper, helper_schedule,
                                         json_safe, publish_model, read_images, require_model)
 from emojiray.images import resize_rgb, to_model_input
 from emojiray.models.classifier import EmojiClassifier
@@ -228,7 +229,7 @@ def load_classifier(uri: str, device=None) -> tuple[EmojiClassifier, dict[str, A
         model = EmojiClassifier(classes, channels=int(meta.get("channels", cfg.classifier.channels)),
                                 size=int(meta["image_size"]))
         ckpt.load_weights(d, model)
-    return model.to(torch.device(device) if device else default_device()).eval(), meta
+    return model.to(resolve_device(device)).eval(), meta
 
 
 @torch.no_grad()

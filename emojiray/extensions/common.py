@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from emojiray import storage
+from emojiray.devices import resolve_device
 from emojiray.errors import EmojirayError, SkipImage
 
 EXT = "extensions"
@@ -70,10 +71,6 @@ class RunPaths:
             if name != "out" and not storage.exists(marker):
                 hint = f" (run `emojiray pipeline --out {self.run}` first)" if self.run else ""
                 raise EmojirayError(f"no {name.replace('_', ' ')} at {value}{hint}")
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # -- real emoji -------------------------------------------------------------------------------------
@@ -276,7 +273,7 @@ def inception_features(device=None) -> Callable[[np.ndarray], np.ndarray]:
     """The standard TF-Inception pool3 features (uint8 NHWC -> (N, 2048))."""
     from emojiray.metrics.inception import InceptionFeatures
 
-    return InceptionFeatures(device or default_device())
+    return InceptionFeatures(resolve_device(device))
 
 
 def fid(features_a: np.ndarray, features_b: np.ndarray) -> float | None:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from emojiray import storage
+from emojiray.devices import resolve_device
 from emojiray.config import Config
 from emojiray.data.labels import NO_EMOTION, slug
 from emojiray.data.shards import seeded_subset
@@ -110,7 +111,7 @@ def condition_report(paths: common.RunPaths, cfg: Config, out: str, priors: list
     if n < 1:
         raise EmojirayError(f"extensions.condition_samples must be >= 1, got {n}")
     splits = int(cfg.classifier.is_splits)
-    device = common.default_device()
+    device = resolve_device()
     model, meta = load_classifier(paths.classifier, device)
     vocab: dict[str, list[str]] = {lb: list(v) for lb, v in meta["vocab"].items()}
     labels = list(meta["labels"])

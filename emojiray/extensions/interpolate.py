@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from emojiray import storage
+from emojiray.devices import resolve_device
 from emojiray.errors import EmojirayError
 from emojiray.extensions import common
 
@@ -183,7 +184,7 @@ def _models(paths: common.RunPaths, log=print):
     from emojiray.models import checkpoint as ckpt
 
     paths.need("vqvae")
-    vqvae, vcfg, _ = ckpt.load_vqvae(paths.vqvae, common.default_device())
+    vqvae, vcfg, _ = ckpt.load_vqvae(paths.vqvae, resolve_device())
     return vqvae.eval(), None, int(vcfg.data.size)
 
 

@@ -21,11 +21,10 @@ import json
 from typing import Any
 
 from emojiray import storage
-from emojiray.config import Config, config_from_dict
+from emojiray.config import Config, config_from_dict, validate
 from emojiray.errors import EmojirayError
 from emojiray.extensions.common import EXT, RunPaths
 
-EXTENSIONS = ("interpolate", "condition", "restyle", "upscale", "inpaint")
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -34,9 +33,7 @@ def _fingerprint(*parts: Any) -> str:
 
 def check(cfg: Config) -> None:
     """Errors in the extension settings, before the pipeline spends time on anything."""
-    unknown = [e for e in cfg.extensions.run if e not in EXTENSIONS]
-    if unknown:
-        raise EmojirayError(f"unknown extension(s) {', '.join(unknown)} in extensions.run: choose from {', '.join(EXTENSIONS)}")
+    validate(cfg)  # every range (extensions.run names only known extensions)
     needs_maskgit = [e for e in cfg.extensions.run if e in ("interpolate", "inpaint")]
     if needs_maskgit and "maskgit" not in cfg.pipeline.priors:
         raise EmojirayError(f"extensions {', '.join(needs_maskgit)} re-sample codes with MaskGIT: add maskgit to "

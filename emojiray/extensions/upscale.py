@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from emojiray import storage
+from emojiray.devices import resolve_device
 from emojiray.config import Config, config_from_dict
 from emojiray.data.shards import seeded_subset
 from emojiray.errors import EmojirayError
@@ -242,7 +243,7 @@ def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, log=pri
     accuracy and PSNR of the best epoch, the history); returns that report.
     """
     uc = cfg.upscale
-    device = common.default_device()
+    device = resolve_device()
     if not storage.exists(storage.join(vqvae_uri, "meta.json")):
         raise EmojirayError(f"no VQ-VAE at {vqvae_uri}")
     vqvae, _, _ = ckpt.load_vqvae(vqvae_uri, device)
@@ -299,7 +300,7 @@ def load_upscaler(uri: str, device=None) -> tuple[LowResEncoder, dict[str, Any]]
                               meta["codebook_sizes"], channels=int(meta.get("channels", cfg.upscale.channels)),
                               res_blocks=int(meta.get("res_blocks", cfg.upscale.res_blocks)))
         ckpt.load_weights(d, model)
-    return model.to(torch.device(device) if device else common.default_device()).eval(), meta
+    return model.to(resolve_device(device)).eval(), meta
 
 
 def load_pair(upscaler_uri: str, vqvae_uri: str = "", device=None):

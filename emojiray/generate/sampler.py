@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from emojiray import storage
-from emojiray.config import config_from_dict
+from emojiray.config import PriorConfig, config_from_dict, range_text, within
 from emojiray.errors import EmojirayError
 from emojiray.images import from_model_output, grid, to_png_bytes
 from emojiray.models.codes import CodeLayout
@@ -25,20 +25,10 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
     unknown = set(params) - set(PARAMS)
     if unknown:
         raise EmojirayError(f"unknown sampling parameter(s) {', '.join(sorted(unknown))}: use {', '.join(PARAMS)}")
-    p = dict(params)
-    if p.get("temperature", 1.0) < 0:
-        raise EmojirayError(f"temperature must be >= 0 (0 = greedy), got {p['temperature']}")
-    if p.get("top_k", 0) < 0:
-        raise EmojirayError(f"top_k must be >= 0 (0 = off), got {p['top_k']}")
-    if not 0 < p.get("top_p", 1.0) <= 1:
-        raise EmojirayError(f"top_p must be in (0, 1], got {p['top_p']}")
-    if p.get("guidance", 1.0) < 0:
-        raise EmojirayError(f"guidance must be >= 0 (1 = plain conditional), got {p['guidance']}")
-    if p.get("maskgit_steps", 1) < 1:
-        raise EmojirayError(f"maskgit_steps must be >= 1, got {p['maskgit_steps']}")
-    if p.get("choice_temperature", 0.0) < 0:
-        raise EmojirayError(f"choice_temperature must be >= 0, got {p['choice_temperature']}")
-    return p
+    for key, value in params.items():  # the ranges of the prior config fields they set (finite numbers)
+        if not within(value, PriorConfig.RANGES[key]):
+            raise EmojirayError(f"{key} must be {range_text(PriorConfig.RANGES[key])}, got {value}")
+    return dict(params)
 
 
 class Sampler:
@@ -56,9 +46,11 @@ class Sampler:
             self.class_counts = list(meta.get("class_counts") or [])
             self.prior = build_prior(self.cfg.prior, self.layout, self.n_classes)
             ckpt.load_weights(d, self.prior)
+        if not vqvae_uri and not meta.get("vqvae"):
+            raise EmojirayError(f"{prior_uri}/{ckpt.META} names no VQ-VAE: pass the one it was trained with (--vqvae)")
         self.prior_uri, self.vqvae_uri = prior_uri, vqvae_uri or ckpt.linked_uri(prior_uri, meta["vqvae"])
         self.prior.to(self.device).eval()
-        self.vqvae, vcfg, _ = ckpt.load_vqvae(self.vqvae_uri, self.device)
+        self.vqvae, vcfg, vmeta = ckpt.load_vqvae(self.vqvae_uri, self.device)
         self.image_size = int(vcfg.data.size)
         sizes = {lv: q.K for lv, q in self.vqvae.quantizers.items()}
         grids = self.vqvae.grid_sizes(self.image_size)
@@ -66,6 +58,10 @@ class Sampler:
                 sizes[lv] != k or tuple(grids[lv]) != tuple(g)
                 for lv, k, g in zip(self.layout.levels, self.layout.sizes, self.layout.grids)):
             raise EmojirayError("the prior and the VQ-VAE do not match (levels, codebook sizes or code grids differ)")
+        trained_on, given = meta.get("vqvae_sha256"), ckpt.weights_hash(vmeta)
+        if trained_on and given and trained_on != given:
+            raise EmojirayError(f"the prior learned the codes of another VQ-VAE (weights {trained_on[:12]}), "
+                                f"not of {self.vqvae_uri} ({given[:12]}): pass the VQ-VAE it was trained with")
 
     @property
     def kind(self) -> str:
@@ -104,6 +100,9 @@ class Sampler:
         """The prior's sampling parameters with ``overrides`` applied (None = keep)."""
         p = {k: getattr(self.cfg.prior, k) for k in PARAMS}
         p.update({k: v for k, v in overrides.items() if v is not None})
+        if self.condition_name == "none" and overrides.get("guidance") not in (None, 1, 1.0):
+            raise EmojirayError(f"guidance {overrides['guidance']} needs a conditional prior: this one was trained "
+                                f"without a condition")
         return check_params(p)
 
     def _autocast(self):

@@ -2,17 +2,22 @@
 
 A checkpoint directory holds::
 
-    meta.json            {"format": "emojiray-checkpoint", "kind": "vqvae", "config": {...}, "step": ...}
+    meta.json            {"format": "emojiray-checkpoint", "kind": "vqvae", "config": {...}, "step": ...,
+                          "weights_sha256": the SHA-256 of model.safetensors}
     model.safetensors    the model's state dict (tensors only)
     trainer_state.pt     optimizer/scheduler state (loaded with torch.load(weights_only=True); optional)
 
 Loading refuses, with one line, anything else: a missing or foreign meta.json, a file that is not
-safetensors, weights whose names or shapes do not match the model, a pickle that wants to run code.
+safetensors, weights that differ from the hash their meta.json records (damaged or changed),
+NaN or infinite weights, weights whose names or shapes do not match the model, a pickle that wants
+to run code. ``weights_sha256`` is also a model's identity: a prior names the VQ-VAE whose codes it
+learned by it (checkpoints of format 1, from before 2026-12-02, carry no hash and load unchecked).
 Checkpoints live on local paths or ``s3://`` (copied through :mod:`emojiray.storage`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -28,7 +33,8 @@ from emojiray import storage
 from emojiray.errors import EmojirayError
 
 FORMAT = "emojiray-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: meta.json records weights_sha256
+HASH_KEY = "weights_sha256"
 META, WEIGHTS, TRAINER = "meta.json", "model.safetensors", "trainer_state.pt"
 
 
@@ -54,8 +60,9 @@ def save(directory: str | os.PathLike, model: nn.Module, kind: str, config: dict
     save_file(state, str(d / WEIGHTS))
     if trainer_state is not None:
         torch.save(trainer_state, d / TRAINER)
-    record = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "config": config, **meta}
-    (d / META).write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
+    record = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "config": config, **meta,
+              HASH_KEY: hashlib.sha256((d / WEIGHTS).read_bytes()).hexdigest()}
+    (d / META).write_text(json.dumps(storage.finite_json(record), indent=2, default=_json_default) + "\n")
     return d
 
 
@@ -82,18 +89,37 @@ def read_meta(directory: str | os.PathLike, kind: str | None = None) -> dict[str
     return meta
 
 
+def weights_hash(meta: dict[str, Any]) -> str | None:
+    """The content hash a checkpoint's meta records for its weights (None for format 1)."""
+    return meta.get(HASH_KEY)
+
+
 def load_weights(directory: str | os.PathLike, model: nn.Module) -> None:
-    """Load model.safetensors into ``model``; refuse foreign or mismatched files."""
+    """Load model.safetensors into ``model``; refuse foreign, damaged, non-finite or mismatched files."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_bytes
 
     path = Path(directory) / WEIGHTS
     if not path.exists():
         raise EmojirayError(f"{directory}: no {WEIGHTS} in the checkpoint")
+    meta = read_meta(directory)
+    recorded = weights_hash(meta)
+    if recorded is None and meta.get("format_version", 1) >= 2:
+        raise EmojirayError(f"{directory}/{META} records no {HASH_KEY}: tampered or foreign checkpoint")
     try:
-        state = load_file(str(path))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EmojirayError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if recorded is not None and hashlib.sha256(data).hexdigest() != recorded:
+        raise EmojirayError(f"{path} differs from the hash its {META} records: damaged or changed since it was saved")
+    try:
+        state = load_bytes(data)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise EmojirayError(f"{path} is not a valid safetensors file (tampered or foreign): {str(exc)[:120]}") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise EmojirayError(f"{path} holds NaN or infinite weights ({', '.join(bad[:3])}"
+                            f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}): not a usable model")
     target = unwrap(model)
     expected = target.state_dict()
     missing = sorted(set(expected) - set(state))

@@ -14,15 +14,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from emojiray.config import PriorConfig
+from emojiray.config import CONDITIONS, PriorConfig
+from emojiray.config import PRIOR_KINDS as KINDS
 from emojiray.errors import EmojirayError
 from emojiray.models.codes import CodeLayout
 from emojiray.models.maskgit import MaskGIT
 from emojiray.models.pixelsnail import HierarchicalPixelSNAIL
 from emojiray.models.transformer import ARTransformer
-
-KINDS = ("pixelsnail", "transformer", "maskgit")
-CONDITIONS = ("none", "emotion", "category", "vendor")
 
 
 def build_prior(cfg: PriorConfig, layout: CodeLayout, n_classes: int):

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from emojiray.config import ModelConfig
+from emojiray.config import QUANTIZERS, ModelConfig
 from emojiray.models.blocks import Decoder, Encoder, _halvings
 from emojiray.models.quantize import FSQuantizer, VectorQuantizer
 
-QUANTIZERS = ("vq", "fsq")
 
 
 @dataclass

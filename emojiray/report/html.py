@@ -26,13 +26,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from emojiray import __version__, storage
+from emojiray.config import EXTENSIONS
 from emojiray.errors import EmojirayError
 from emojiray.report import baselines as B
 from emojiray.report import plots
 from emojiray.report.events import read_scalars
 from emojiray.report.markup import CSS, Raw, esc, flatten, fmt, is_num, kv_table, table, verdict
 
-EXTENSIONS = ("interpolate", "condition", "restyle", "upscale", "inpaint")
 DEFAULT_PRIORS = ("pixelsnail", "transformer", "maskgit")
 # Files whose presence makes a folder a (possibly unfinished) pipeline run.
 RUN_MARKERS = ("pipeline.json", "data_summary.json", "eval_vqvae.json", "tokenizer/train_vqvae.json")

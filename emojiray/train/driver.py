@@ -19,7 +19,9 @@ Layout under ``out``::
 from __future__ import annotations
 
 import math
+import signal
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -121,13 +123,15 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
 
 def fit(family_cls, cfg: Config, spec: dict[str, Any], datasets, out: str, *, resume: bool = False,
         force: bool = False, log=print, describe: str = "", scaling=None, callbacks=(),
-        quiet_claim: bool = False) -> dict[str, Any]:
+        quiet_claim: bool = False, outputs: tuple[str, ...] = ()) -> dict[str, Any]:
     """Train ``family_cls`` with Ray Train on ``datasets`` ({"train", "val"} Ray Datasets, or a
     function of no arguments that reads them once Ray runs); export the chosen checkpoint to
     ``<out>/<name>``. ``spec["examples"]`` is the size of the train split. Returns {model, meta,
     summary, checkpoint, workers, use_gpu, wall_seconds, metrics, final_metrics}. ``scaling``
     overrides the cluster-sized ScalingConfig (a Tune trial's resources); ``callbacks`` go to the
-    RunConfig (Tune's report callback)."""
+    RunConfig (Tune's report callback). ``outputs`` are the files the caller writes under ``out``
+    from the trained model (its summary, a sheet): ``force`` deletes them with the old run and its
+    exported model before training starts, so an interrupted restart never passes for a finished one."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
@@ -137,6 +141,9 @@ def fit(family_cls, cfg: Config, spec: dict[str, Any], datasets, out: str, *, re
     out = storage.absolute(out)
     ray_dir = storage.join(out, "ray")
     claim_run_dir(storage.join(ray_dir, name), resume, force, (lambda *_: None) if quiet_claim else log)
+    if force:
+        for old in (name, *outputs):
+            storage.delete(storage.join(out, old))
     init_ray(cfg.ray)
     scaling = scaling or scaling_config(cfg.ray)
     key, batch = family_cls.batch_size(cfg)
@@ -161,10 +168,16 @@ def fit(family_cls, cfg: Config, spec: dict[str, Any], datasets, out: str, *, re
                              checkpoint_config=CheckpointConfig(num_to_keep=2, **keep)),
     )
     t0 = time.perf_counter()
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
     try:
         result = trainer.fit()
+    except SystemExit:  # Ray Train's SIGINT handler aborted the run, then exits (1, silently): an interrupt
+        raise KeyboardInterrupt from None
     except Exception as exc:  # Ray wraps worker errors; surface the user's one line
         raise EmojirayError(f"training failed: {root_message(exc)}") from None
+    finally:
+        if previous is not None:  # Ray Train leaves its handler, bound to a finished run, behind
+            signal.signal(signal.SIGINT, previous)
     summary = result.return_value or {}
     chosen = result.checkpoint
     if score and result.best_checkpoints:

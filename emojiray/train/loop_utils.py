@@ -44,8 +44,15 @@ def cpu_has_bf16() -> bool:
 
 
 def claim_run_dir(run_dir: str, resume: bool, force: bool, log=print) -> None:
-    """Refuse to overwrite an existing Ray Train run unless resuming or forced (then delete it)."""
-    if storage.exists(run_dir) and storage.list_files(run_dir):
+    """Refuse to overwrite an existing Ray Train run unless resuming or forced (then delete it). A
+    run that stopped before its first checkpoint holds nothing to keep: it is cleared, not in the way."""
+    files = storage.list_files(run_dir) if storage.exists(run_dir) else []
+    inside = [f[len(run_dir.rstrip("/")) + 1:] for f in files]
+    if files and not any(rel.startswith("checkpoint_") and "/" in rel for rel in inside):
+        log(f"clearing {run_dir}: its run stopped before its first checkpoint")
+        storage.delete(run_dir)
+        files = []
+    if files:
         if force:
             storage.delete(run_dir)
         elif not resume:

@@ -27,6 +27,12 @@ from emojiray.train import harness
 from emojiray.train.loop_utils import autocast
 
 RUN_NAME = "prior"
+SUMMARY = "train_prior.json"
+
+
+def sheet_name(kind: str) -> str:
+    """The sample sheet drawn after a prior of ``kind`` trains (beside its summary)."""
+    return f"samples_{kind}.png"
 
 
 def layout_of(manifest: dict[str, Any]) -> CodeLayout:
@@ -77,7 +83,8 @@ class PriorFamily:
     cross-entropy with condition dropout; the best checkpoint by validation bits per code.
 
     ``spec``: {"levels", "grids", "sizes", "n_classes", "examples" (train rows), "vocab", "vqvae",
-    "class_counts"}. Batches hold each level as (B, h*w) int64 and the label columns.
+    "vqvae_sha256" (the VQ-VAE's weights hash), "class_counts"}. Batches hold each level as (B, h*w)
+    int64 and the label columns.
     """
 
     name = RUN_NAME
@@ -139,6 +146,7 @@ class PriorFamily:
         s = self.spec
         return {"layout": {"levels": s["levels"], "grids": s["grids"], "sizes": s["sizes"]},
                 "n_classes": s["n_classes"], "vocab": s["vocab"], "vqvae": s["vqvae"],
+                "vqvae_sha256": s.get("vqvae_sha256"),
                 "class_counts": s.get("class_counts", [])}
 
 
@@ -168,9 +176,9 @@ def train_prior(cfg: Config, codes_uri: str, out: str, resume: bool = False, for
     spec = {"levels": list(layout.levels), "grids": {lv: list(g) for lv, g in zip(layout.levels, layout.grids)},
             "sizes": dict(zip(layout.levels, layout.sizes)), "n_classes": n_classes, "examples": train_rows,
             "class_counts": _class_counts(codes_uri, manifest, cfg.prior.condition, n_classes),
-            "vocab": manifest["vocab"], "vqvae": manifest["vqvae"]}
+            "vocab": manifest["vocab"], "vqvae": manifest["vqvae"], "vqvae_sha256": manifest.get("vqvae_sha256")}
     run = fit(PriorFamily, cfg, spec, lambda: read_code_splits(codes_uri, manifest, cache=cfg.ray.cache_data), out,
-              resume=resume, force=force, log=log,
+              resume=resume, force=force, log=log, outputs=(SUMMARY, sheet_name(cfg.prior.kind)),
               describe=f"{cfg.prior.kind} (condition: {cfg.prior.condition}) on {train_rows} code grids, "
                        f"{cfg.prior.epochs} epoch(s)")
     meta = run["meta"]
@@ -178,7 +186,7 @@ def train_prior(cfg: Config, codes_uri: str, out: str, resume: bool = False, for
               "best_epoch": meta["epoch"], "metrics": meta.get("metrics", {}),
               "train_seconds": run["summary"].get("train_seconds"), "wall_seconds": run["wall_seconds"],
               "history": run["summary"].get("history", [])}
-    storage.write_json(storage.join(out, "train_prior.json"), record)
+    storage.write_json(storage.join(out, SUMMARY), record)
     m = record["metrics"]
     log(f"train-prior: best epoch {meta['epoch']}: val {m.get('val_bits_per_code', math.nan):.3f} bits/code, "
         f"accuracy {m.get('val_accuracy', math.nan):.3f} -> {run['model']}")

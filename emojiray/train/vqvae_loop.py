@@ -37,6 +37,7 @@ from emojiray.train import harness
 from emojiray.train.loop_utils import autocast
 
 RUN_NAME = "vqvae"
+SUMMARY = "train_vqvae.json"
 
 
 # -- the family (no Ray) ------------------------------------------------------------------------------
@@ -149,7 +150,7 @@ def train_vqvae(cfg: Config, data_uri: str, out: str, resume: bool = False, forc
 
     run = fit(VQVAEFamily, cfg, {"image_size": size, "examples": train_images},
               lambda: read_splits(data_uri, ("train", "val"), cache=cfg.ray.cache_data, labels=()), out,
-              resume=resume, force=force, log=log,
+              resume=resume, force=force, log=log, outputs=(SUMMARY,),
               describe=f"{cfg.model.arch} on {train_images} images, {cfg.train.epochs} epoch(s)")
     meta, summary = run["meta"], run["summary"]
     record = {"model": run["model"], "checkpoint": run["checkpoint"], "workers": run["workers"],
@@ -158,7 +159,7 @@ def train_vqvae(cfg: Config, data_uri: str, out: str, resume: bool = False, forc
               "resumed_from_epoch": summary.get("start_epoch", 0),  # > 0: this run went on from a checkpoint
               "train_seconds": summary.get("train_seconds"), "data_wait_seconds": summary.get("data_wait_seconds"),
               "report_seconds": summary.get("report_seconds"), "history": summary.get("history", [])}
-    storage.write_json(storage.join(out, "train_vqvae.json"), record)
+    storage.write_json(storage.join(out, SUMMARY), record)
     m = record["metrics"]
     log(f"train-vqvae: epoch {meta['epoch']}, step {meta['step']}: val PSNR {m.get('val_psnr', math.nan):.2f} dB, "
         f"SSIM {m.get('val_ssim', math.nan):.3f}, codes used "

@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 
-from conftest import fake_package, write_tarball
+from conftest import fake_npm_cache
 from s3server import free_port
 
 pytestmark = pytest.mark.cluster
@@ -84,13 +84,7 @@ def _state(address: str, token: str, resource: str, **filters: str) -> list[dict
 
 @pytest.fixture(scope="module")
 def fake_npm(tmp_path_factory) -> Path:
-    cache = tmp_path_factory.mktemp("npmcache")
-    (cache / "npm").mkdir()
-    for vendor in ("google", "twitter"):
-        entries, images = fake_package(vendor)
-        tgz = cache / "npm" / f"emoji-datasource-{vendor}-0.0.0-test.tgz"
-        (cache / "npm" / (tgz.name + ".sha1")).write_text(write_tarball(tgz, vendor, entries, images))
-    return cache
+    return fake_npm_cache(tmp_path_factory.mktemp("npmcache"))
 
 
 @pytest.fixture(scope="module")

@@ -163,8 +163,24 @@ def test_tampered_shard_detected(npm_cache, tmp_path):
     out = str(tmp_path / "ds")
     m = prepare(npm_cfg(), out, log=lambda *_: None)
     victim = tmp_path / "ds" / m["shards"][0]["path"]
-    victim.write_bytes(victim.read_bytes()[:-10] + b"0123456789")
-    assert shards.verify(out, m) == [f"checksum mismatch: {m['shards'][0]['path']}"]
+    good = victim.read_bytes()
+    victim.write_bytes(good[:-10] + b"0123456789")
+    name = m["shards"][0]["path"]
+    assert shards.verify(out, m) == [f"shard {name} does not match its SHA-256"]
+    with pytest.raises(EmojirayError, match=rf"^{out}: shard {name} does not match its SHA-256: the dataset is "
+                                            r"damaged; rebuild it with `emojiray data prepare --out .* --force`$"):
+        shards.load_manifest(out)  # what every training, encoding and evaluation entry point reads first
+    victim.unlink()
+    with pytest.raises(EmojirayError, match=rf"shard {name} is missing"):
+        shards.load_manifest(out)
+    assert shards.load_manifest(out, verify_shards=False)["run_id"] == m["run_id"]  # `data info` still reads it
+    victim.write_bytes(good)
+    assert shards.load_manifest(out)["run_id"] == m["run_id"]
+    victim.write_bytes(good[:100])  # damaged again after it passed (truncated: its size changed)
+    with pytest.raises(EmojirayError, match="does not match its SHA-256"):
+        shards.load_manifest(out)
+    rebuilt = prepare(npm_cfg(), out, log=lambda *_: None)  # a damaged dataset is rebuilt, not kept as up to date
+    assert rebuilt["run_id"] != m["run_id"] and not shards.verify(out, rebuilt)
 
 
 def test_folder_source_subfolder_labels_and_bad_files(tmp_path):

@@ -168,6 +168,6 @@ def test_interpolate_demo_evaluation_and_cli(npm_cache, models, tmp_path, capsys
     err = capsys.readouterr().err
     assert "no emoji named 'no such emoji'" in err and len(err.strip().splitlines()) == 1
     assert main(["interpolate", "a", "b", "--steps", "0", "--prior", prior, "--out", str(out)]) == 1
-    assert "--steps must be >= 1" in capsys.readouterr().err
+    assert "config key 'interpolate.steps' is 0: must be >= 1" in capsys.readouterr().err
     assert main(["interpolate", "--evaluate", "--run", str(tmp_path / "nowhere")]) == 1
     assert "no data at" in capsys.readouterr().err

@@ -18,13 +18,15 @@ def test_the_smoke_settings_pass():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["extensions.run=[interpolate,paint]"], r"unknown extension\(s\) paint"),
+    (["extensions.run=[interpolate,paint]"],
+     r"config key 'extensions\.run' is \['interpolate', 'paint'\]: must be one of interpolate, condition, restyle, "
+     r"upscale, inpaint \(each item\)"),
     (["pipeline.priors=[transformer]", "extensions.run=[inpaint]"], "re-sample codes with MaskGIT"),
     (["prior.condition=none", "extensions.extra_conditions=[]", "extensions.run=[condition]"],
      "needs a conditional prior"),
 ])
 def test_bad_settings_are_one_line_errors(overrides, message):
-    with pytest.raises(EmojirayError, match=message) as info:
+    with pytest.raises(EmojirayError, match=message) as info:  # the config's ranges, then the stage's own check
         stage.check(_cfg(*overrides))
     assert "\n" not in str(info.value)
 
@@ -32,8 +34,9 @@ def test_bad_settings_are_one_line_errors(overrides, message):
 def test_the_pipeline_checks_them_before_its_first_stage(tmp_path):
     from emojiray.pipeline import run_pipeline
 
-    with pytest.raises(EmojirayError, match="unknown extension"):
-        run_pipeline(_cfg("extensions.run=[paint]"), str(tmp_path / "run"), log=lambda *_: None)
+    with pytest.raises(EmojirayError, match="re-sample codes with MaskGIT"):
+        run_pipeline(_cfg("pipeline.priors=[transformer]", "extensions.run=[inpaint]"), str(tmp_path / "run"),
+                     log=lambda *_: None)
     assert not (tmp_path / "run").exists()  # nothing prepared, nothing written
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 
@@ -37,12 +38,57 @@ def test_round_trip(tmp_path):
     assert state["step"] == 3 and "state" in state["optimizer"]
 
 
+def _rehash(d):
+    """Record the current weights' hash in meta.json (a foreign file under a consistent meta)."""
+    meta = json.loads((d / ckpt.META).read_text())
+    meta[ckpt.HASH_KEY] = hashlib.sha256((d / ckpt.WEIGHTS).read_bytes()).hexdigest()
+    (d / ckpt.META).write_text(json.dumps(meta))
+
+
 def test_tampered_weights_are_refused(tmp_path):
     d, _ = _saved(tmp_path)
     blob = (d / ckpt.WEIGHTS).read_bytes()
     (d / ckpt.WEIGHTS).write_bytes(blob[:100] + b"garbage" + blob[107:-50])
+    with pytest.raises(EmojirayError, match="differs from the hash"):
+        ckpt.load_vqvae(str(d))
+    _rehash(d)
     with pytest.raises(EmojirayError, match="not a valid safetensors file"):
         ckpt.load_vqvae(str(d))
+
+
+def test_flipped_tensor_bytes_are_refused(tmp_path):
+    """Damage inside the tensor data leaves a well-formed safetensors file: only the hash sees it."""
+    d, _ = _saved(tmp_path)
+    blob = bytearray((d / ckpt.WEIGHTS).read_bytes())
+    blob[-300:-44] = bytes(b ^ 0xFF for b in blob[-300:-44])
+    (d / ckpt.WEIGHTS).write_bytes(bytes(blob))
+    with pytest.raises(EmojirayError, match="differs from the hash its meta.json records"):
+        ckpt.load_vqvae(str(d))
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    cfg = Config(model=SMALL)
+    model = build_vqvae(cfg.model)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    d = ckpt.save(tmp_path / "nan", model, "vqvae", cfg.to_dict(), step=0, epoch=0, metrics={"val_psnr": float("nan")})
+    assert json.loads((d / ckpt.META).read_text())["metrics"]["val_psnr"] is None  # no bare NaN in meta.json
+    with pytest.raises(EmojirayError, match="NaN or infinite weights"):
+        ckpt.load_vqvae(str(d))
+
+
+def test_hash_is_required_from_format_2_and_optional_before(tmp_path):
+    d, model = _saved(tmp_path)
+    meta = json.loads((d / ckpt.META).read_text())
+    assert meta["format_version"] == 2
+    assert meta[ckpt.HASH_KEY] == hashlib.sha256((d / ckpt.WEIGHTS).read_bytes()).hexdigest()
+    del meta[ckpt.HASH_KEY]
+    (d / ckpt.META).write_text(json.dumps(meta))
+    with pytest.raises(EmojirayError, match="records no weights_sha256"):
+        ckpt.load_vqvae(str(d))
+    (d / ckpt.META).write_text(json.dumps({**meta, "format_version": 1}))  # saved before hashes existed
+    loaded, _, _ = ckpt.load_vqvae(str(d))
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
 def test_pickle_with_code_is_refused(tmp_path):

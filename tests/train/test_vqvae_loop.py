@@ -29,16 +29,11 @@ def tiny_config(**train) -> Config:
 @pytest.fixture(scope="module")
 def data32(tmp_path_factory):
     """Synthetic emoji (the fake npm packages of conftest) prepared at 32 px."""
-    from conftest import fake_package, write_tarball  # noqa: F401 - used via the npm cache below
+    from conftest import fake_npm_cache
     import os
 
     root = tmp_path_factory.mktemp("vq")
-    cache = root / "cache"
-    (cache / "npm").mkdir(parents=True)
-    for vendor in ("google", "twitter"):
-        entries, images = fake_package(vendor)
-        tgz = cache / "npm" / f"emoji-datasource-{vendor}-0.0.0-test.tgz"
-        (cache / "npm" / (tgz.name + ".sha1")).write_text(write_tarball(tgz, vendor, entries, images))
+    cache = fake_npm_cache(root / "cache")
     old = os.environ.get("EMOJIRAY_CACHE")
     os.environ["EMOJIRAY_CACHE"] = str(cache)
     try:
@@ -143,6 +138,39 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_local, data32, tmp_path)
     per_epoch = h[0]["step"]
     assert [e["epoch"] for e in h] == [1, 2, 3, 4]
     assert [e["step"] for e in h] == [per_epoch * i for i in range(1, 5)]
+
+
+def test_ctrl_c_is_one_line_and_keeps_the_checkpoints(ray_local, data32, tmp_path, capsys):
+    """SIGINT mid-run: Ray Train aborts the run; the command says `emojiray: interrupted` and exits
+    130 (not Ray Train's silent 1), keeps the checkpoints for --resume, exports nothing, and leaves
+    no SIGINT handler of the finished run behind."""
+    import glob
+    import os
+    import signal
+    import threading
+    import time
+
+    from emojiray.cli import main
+
+    out = str(tmp_path / "run")
+    checkpoints = os.path.join(out, "ray", "vqvae", "checkpoint_*", "meta.json")
+    sets = ["data.size=32", "model.channels=32", "model.res_blocks=1", "model.res_channels=16",
+            "model.codebook_size=[32,16]", "model.code_dim=[8,8]", "train.batch_size=8", "train.epochs=1000",
+            "train.report_every_s=0", "ray.num_cpus=3", "ray.num_workers=1"]
+
+    def interrupt_after_the_first_checkpoint():
+        deadline = time.time() + 240
+        while time.time() < deadline and not glob.glob(checkpoints):
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    handler = signal.getsignal(signal.SIGINT)
+    threading.Thread(target=interrupt_after_the_first_checkpoint, daemon=True).start()
+    code = main(["train-vqvae", "--data", data32, "--out", out, *[a for s in sets for a in ("--set", s)]])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 130 and "emojiray: interrupted" in err and not any("Traceback" in line for line in err)
+    assert glob.glob(checkpoints) and not os.path.exists(os.path.join(out, "vqvae"))
+    assert signal.getsignal(signal.SIGINT) is handler
 
 
 def training_worker_pids() -> list[int]:
