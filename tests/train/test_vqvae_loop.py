@@ -140,10 +140,11 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_local, data32, tmp_path)
     assert [e["step"] for e in h] == [per_epoch * i for i in range(1, 5)]
 
 
-def test_ctrl_c_is_one_line_and_keeps_the_checkpoints(ray_local, data32, tmp_path, capsys):
+def test_ctrl_c_is_one_line_and_keeps_the_checkpoints(ray_local, data32, tmp_path, capsys, monkeypatch):
     """SIGINT mid-run: Ray Train aborts the run; the command says `emojiray: interrupted` and exits
     130 (not Ray Train's silent 1), keeps the checkpoints for --resume, exports nothing, and leaves
-    no SIGINT handler of the finished run behind."""
+    no SIGINT handler of the finished run behind. The --out is relative: the workers (another
+    working directory) still write the TensorBoard logs under it."""
     import glob
     import os
     import signal
@@ -152,6 +153,7 @@ def test_ctrl_c_is_one_line_and_keeps_the_checkpoints(ray_local, data32, tmp_pat
 
     from emojiray.cli import main
 
+    monkeypatch.chdir(tmp_path)
     out = str(tmp_path / "run")
     checkpoints = os.path.join(out, "ray", "vqvae", "checkpoint_*", "meta.json")
     sets = ["data.size=32", "model.channels=32", "model.res_blocks=1", "model.res_channels=16",
@@ -166,10 +168,11 @@ def test_ctrl_c_is_one_line_and_keeps_the_checkpoints(ray_local, data32, tmp_pat
 
     handler = signal.getsignal(signal.SIGINT)
     threading.Thread(target=interrupt_after_the_first_checkpoint, daemon=True).start()
-    code = main(["train-vqvae", "--data", data32, "--out", out, *[a for s in sets for a in ("--set", s)]])
+    code = main(["train-vqvae", "--data", data32, "--out", "run", *[a for s in sets for a in ("--set", s)]])
     err = capsys.readouterr().err.splitlines()
     assert code == 130 and "emojiray: interrupted" in err and not any("Traceback" in line for line in err)
     assert glob.glob(checkpoints) and not os.path.exists(os.path.join(out, "vqvae"))
+    assert glob.glob(os.path.join(out, "tensorboard", "events.out.tfevents.*"))
     assert signal.getsignal(signal.SIGINT) is handler
 
 
