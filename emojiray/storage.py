@@ -229,6 +229,27 @@ def finite_json(obj: Any) -> Any:
     return obj
 
 
+def claim_output(out: str, record: str, inputs: dict[str, str], force: bool = False) -> None:
+    """Refuse, in one line, to write a result into ``out`` over the result of other inputs.
+    ``out/record`` is the JSON summary a command writes there last, naming its inputs (URIs); a
+    summary that names another one of ``inputs`` (compared as absolute paths) is replaced only
+    with ``force``. The same inputs again (a re-measurement) replace it."""
+    path = join(out, record)
+    if force or not exists(path):
+        return
+    try:
+        old = read_json(path)
+    except EmojirayError:
+        old = None
+    if not isinstance(old, dict):
+        raise EmojirayError(f"{path} is not an emojiray result: choose another --out or pass --force to replace it")
+    for key, uri in inputs.items():
+        before = old.get(key)
+        if isinstance(before, str) and absolute(before) != absolute(uri):
+            raise EmojirayError(f"{out} holds the {record} of another {key} ({before}): choose another --out or "
+                                f"pass --force to replace it")
+
+
 def write_json(uri: str, obj: Any) -> str:
     """Write ``obj`` as indented JSON (atomically); NaN and infinities become null."""
     return write_text(uri, json.dumps(finite_json(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")

@@ -209,6 +209,29 @@ def test_extract_codes_refuses_codes_of_another_vqvae(world, capsys):
     assert json.loads((out / "manifest.json").read_text()) == record
 
 
+@pytest.mark.parametrize("record, argv", [
+    ("eval_vqvae.json", ["eval-vqvae", "--checkpoint", "{vqvae}", "--data", "{data}"]),
+    ("eval_samples.json", ["eval-samples", "--samples", "{root}/samples", "--real", "{data}"]),
+    ("classifier.json", ["train-classifier", "--data", "{data}"]),
+    ("upscaler.json", ["train-upscaler", "--data", "{data}", "--vqvae", "{vqvae}"]),
+    ("interpolate.json", ["interpolate", "--evaluate", "--data", "{data}", "--prior", "{prior}"]),
+    ("inpaint.json", ["inpaint", "--evaluate", "--data", "{data}", "--prior", "{prior}"]),
+    ("condition.json", ["condition", "--data", "{data}", "--classifier", "{vqvae}", "--prior", "{prior}"]),
+])
+def test_results_of_other_inputs_are_not_replaced_without_force(world, capsys, record, argv):
+    out = world["root"] / "results"
+    out.mkdir()
+    theirs = {"checkpoint": "/elsewhere/vqvae", "data": "/elsewhere/data", "samples": "/elsewhere/samples",
+              "real": "/elsewhere/data", "vqvae": "/elsewhere/vqvae", "prior": "/elsewhere/prior",
+              "classifier": "/elsewhere/clf", "upscaler": "/elsewhere/up"}
+    (out / record).write_text(json.dumps(theirs))
+    before = snapshot(world["root"])
+    argv = [a.format(**{k: str(v) for k, v in world.items()}) for a in argv] + ["--out", str(out)]
+    one_line_error(capsys, argv, rf"holds the {record} of another \w+ \(/elsewhere/\w+\): choose another --out "
+                                 r"or pass --force to replace it")
+    assert snapshot(world["root"]) == before
+
+
 # -- settings and presets ------------------------------------------------------------------------------
 
 

@@ -22,6 +22,11 @@ def _absolute(value: str) -> str:
     return storage.absolute(value) if value else value
 
 
+def claim_output(args: argparse.Namespace, out: str, record: str, **inputs: str | None) -> None:
+    """Before any work: ``out/record`` must not hold the result of other inputs, unless --force."""
+    storage.claim_output(out, record, {k: v for k, v in inputs.items() if v}, getattr(args, "force", False))
+
+
 def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
     """``args`` with every path option (and a folder:/parquet: --source) made absolute."""
     for name in PATH_OPTIONS:
@@ -60,4 +65,6 @@ def add_extension_args(parser: argparse.ArgumentParser, evaluate_help: str, prio
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="output folder (default: RUN/extensions)")
     parser.add_argument("--evaluate", action="store_true", help=evaluate_help)
+    parser.add_argument("--force", action="store_true", help="--evaluate: replace the measurement of other models "
+                                                             "or data at --out")
     add_config_args(parser)

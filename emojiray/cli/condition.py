@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import add_config_args, claim_output, config_from_args
 from emojiray.errors import EmojirayError
 
 
@@ -19,6 +19,8 @@ def register(sub) -> None:
                    help="an existing `emojiray sample` run to score (repeatable), e.g. maskgit=RUN/samples_maskgit")
     p.add_argument("-n", "--num-samples", type=int, help="samples per condition value (default: extensions.condition_samples)")
     p.add_argument("--out", help="output folder (default: RUN/extensions)")
+    p.add_argument("--force", action="store_true", help="replace the condition report of other data or another "
+                                                        "classifier at --out")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -44,6 +46,7 @@ def run(args) -> int:
     priors = args.priors or ([paths.prior] if paths.prior else [])
     if not priors:
         raise EmojirayError("no prior: give --prior URI (a conditional prior) or --run (a pipeline output)")
+    claim_output(args, paths.out, "condition.json", data=paths.data, classifier=paths.classifier)
     from emojiray.extensions.condition import condition_report
     from emojiray.raykit import run_task
 

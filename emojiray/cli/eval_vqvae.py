@@ -15,6 +15,7 @@ def register(sub) -> None:
     p.add_argument("--no-fid", action="store_true", help="skip rFID (no Inception forward passes)")
     p.add_argument("--fid-images", type=int, help="images for rFID (default: eval.fid_images; 0 = all)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--force", action="store_true", help="replace the measurement of another model or dataset at --out")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -24,5 +25,6 @@ def run(args) -> int:
 
     cfg = config_from_args(args, **{"eval.split": args.split, "eval.fid_images": args.fid_images}).eval
     eval_vqvae(args.checkpoint, args.data, args.out, split=cfg.split, fid=not args.no_fid,
-               fid_images=cfg.fid_images, batch_size=cfg.batch_size, device=args.device)
+               fid_images=cfg.fid_images, batch_size=cfg.batch_size, device=args.device,
+               force=args.force)
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_extension_args, config_from_args
+from emojiray.cli.common import add_extension_args, claim_output, config_from_args
 from emojiray.errors import EmojirayError
 
 
@@ -21,11 +21,10 @@ def run(args) -> int:
     from emojiray.extensions.common import RunPaths
 
     cfg = config_from_args(args, **{"inpaint.completions": args.completions})
-    if cfg.inpaint.completions < 1:
-        raise EmojirayError(f"--completions must be >= 1, got {cfg.inpaint.completions}")
     paths = RunPaths.of(args.run, prior=args.prior, vqvae=args.vqvae, data=args.data, out=args.out)
     paths.need("out")
     if args.evaluate:
+        claim_output(args, paths.out, "inpaint.json", data=paths.data, prior=paths.prior)
         from emojiray.extensions.inpaint import evaluate_inpaint
         from emojiray.raykit import run_task
 

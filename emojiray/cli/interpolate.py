@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_extension_args, config_from_args
+from emojiray.cli.common import add_extension_args, claim_output, config_from_args
 from emojiray.errors import EmojirayError
 
 
@@ -21,12 +21,11 @@ def run(args) -> int:
     from emojiray.extensions.common import RunPaths
 
     cfg = config_from_args(args, **{"interpolate.steps": args.steps})
-    if cfg.interpolate.steps < 1:
-        raise EmojirayError(f"--steps must be >= 1, got {cfg.interpolate.steps}")
     paths = RunPaths.of(args.run, prior=args.prior, vqvae=args.vqvae, data=args.data, out=args.out)
     paths.need("out")
     if args.evaluate:
         paths.need("data")
+        claim_output(args, paths.out, "interpolate.json", data=paths.data, prior=paths.prior)
         from emojiray.extensions.interpolate import evaluate_interpolation
         from emojiray.raykit import run_task
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_extension_args, config_from_args
+from emojiray.cli.common import add_extension_args, claim_output, config_from_args
 from emojiray.errors import EmojirayError
 
 
@@ -27,6 +27,7 @@ def run(args) -> int:
                         classifier=args.classifier, out=args.out)
     paths.need("out")
     if args.evaluate:
+        claim_output(args, paths.out, "restyle.json", data=paths.data, prior=paths.vendor_prior)
         from emojiray.extensions.restyle import evaluate_restyle
         from emojiray.raykit import run_task
 

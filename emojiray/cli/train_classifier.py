@@ -13,6 +13,7 @@ def register(sub) -> None:
     p.add_argument("--data", help="dataset URI (from `emojiray data`)")
     p.add_argument("--out", help="model folder (writes meta.json, weights, classifier.json and the Ray Train run in train/)")
     p.add_argument("--epochs", type=int, help="training epochs (default: classifier.epochs)")
+    p.add_argument("--force", action="store_true", help="replace a classifier of another dataset at --out")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -23,7 +24,7 @@ def run(args) -> int:
     if not args.data or not args.out:
         raise EmojirayError("give --data DATA (a dataset from `emojiray data`) and --out URI")
     cfg = config_from_args(args, **{"classifier.epochs": args.epochs})
-    report = train_classifier(args.data, args.out, cfg)  # Ray Train through the one driver
+    report = train_classifier(args.data, args.out, cfg, force=args.force)  # Ray Train through the one driver
     acc = ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in report["test"].items() if v.get("accuracy") is not None)
     print(f"classifier -> {args.out} (held-out accuracy: {acc})")
     return 0

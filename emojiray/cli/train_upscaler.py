@@ -15,6 +15,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="model folder (writes meta.json, weights, upscaler.json and the Ray Train run in train/)")
     p.add_argument("--epochs", type=int, help="training epochs (default: upscale.epochs)")
     p.add_argument("--factor", type=int, help="downsampling factor (default: upscale.factor)")
+    p.add_argument("--force", action="store_true", help="replace an upscaler of another dataset or VQ-VAE at --out")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -25,7 +26,7 @@ def run(args) -> int:
     if not args.data or not args.vqvae or not args.out:
         raise EmojirayError("give --data DATA, --vqvae VQVAE and --out URI")
     cfg = config_from_args(args, **{"upscale.epochs": args.epochs, "upscale.factor": args.factor})
-    report = train_upscaler(args.data, args.vqvae, args.out, cfg)  # Ray Train through the one driver
+    report = train_upscaler(args.data, args.vqvae, args.out, cfg, force=args.force)  # Ray Train through the one driver
     val = report["val"]
     print(f"upscaler -> {args.out} ({report['input_size']} -> {report['output_size']} px; "
           f"val code accuracy {val['code_accuracy']:.3f}, PSNR {val['psnr']:.2f} dB)")

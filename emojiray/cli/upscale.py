@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import add_config_args, claim_output, config_from_args
 from emojiray.errors import EmojirayError
 
 
@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--out", help="output folder (default: RUN/extensions)")
     p.add_argument("--evaluate", action="store_true",
                    help="measure on held-out emoji against bicubic upscaling (upscale.json, upscale.png)")
+    p.add_argument("--force", action="store_true", help="--evaluate: replace the measurement of another upscaler "
+                                                         "or dataset at --out")
     add_config_args(p)
     p.set_defaults(func=run)
 
@@ -30,6 +32,7 @@ def run(args) -> int:
     paths = RunPaths.of(args.run, upscaler=args.upscaler, vqvae=args.vqvae, data=args.data, out=args.out)
     paths.need("out")
     if args.evaluate:
+        claim_output(args, paths.out, "upscale.json", data=paths.data, upscaler=paths.upscaler)
         from emojiray.extensions.upscale import evaluate_upscale
         from emojiray.raykit import run_task
 

@@ -267,8 +267,9 @@ def _write_sheets(samples_uri, manifest, out, index, pix_dist, pix_idx, threshol
 
 def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=None,
                  feature_factory: Callable | None = None, feature_id: str = FEATURE_ID,
-                 log=print) -> dict[str, Any]:
-    """Measure the sample run at ``samples_uri`` against the data set at ``real_uri``."""
+                 force: bool = False, log=print) -> dict[str, Any]:
+    """Measure the sample run at ``samples_uri`` against the data set at ``real_uri`` (the
+    measurement of other samples or data at ``out`` is replaced only with ``force``)."""
     import ray
     from ray.util import ActorPool
 
@@ -282,6 +283,7 @@ def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=No
     from emojiray.raykit import root_message
 
     cfg, ray_cfg = cfg or EvalConfig(), ray_cfg or RayConfig()
+    storage.claim_output(out, "eval_samples.json", {"samples": samples_uri, "real": real_uri}, force)
     samples_uri = storage.absolute(samples_uri)  # actors read it, whatever their working directory
     t0 = time.perf_counter()
     smf = load_samples_manifest(samples_uri)

@@ -38,12 +38,14 @@ from emojiray.models.checkpoint import load_vqvae
 @torch.no_grad()
 def eval_vqvae(checkpoint: str, data_uri: str, out: str, split: str = "test", fid: bool = True,
                fid_images: int = 0, batch_size: int = 256, device: str | None = None,
-               log=print) -> dict[str, Any]:
-    """Measure the tokenizer at ``checkpoint`` on one split of ``data_uri``; write results under ``out``.
+               force: bool = False, log=print) -> dict[str, Any]:
+    """Measure the tokenizer at ``checkpoint`` on one split of ``data_uri``; write results under ``out``
+    (the measurement of another tokenizer or dataset there is replaced only with ``force``).
 
     ``fid_images`` > 0 computes rFID on the first that many images only (quicker on a CPU, and
     noisier: the JSON records how many were used).
     """
+    storage.claim_output(out, "eval_vqvae.json", {"checkpoint": checkpoint, "data": data_uri}, force)
     dev = resolve_device(device)
     model, cfg, meta = load_vqvae(checkpoint, dev)
     manifest = shards.load_manifest(data_uri)

@@ -164,16 +164,18 @@ class ClassifierFamily:
 # -- training (the one Ray driver) ---------------------------------------------------------------------
 
 
-def train_classifier(data_uri: str, out: str, cfg: Config, log=print) -> dict[str, Any]:
+def train_classifier(data_uri: str, out: str, cfg: Config, force: bool = False, log=print) -> dict[str, Any]:
     """Train the classifier on ``data_uri``'s train split through the Ray driver (model selection on
     val); write the model (kind "classifier") to ``out`` and ``out/classifier.json`` (held-out test
     metrics per head, class counts per split, training history); return that report.
 
     Runs in the driver process (it starts Ray Train): the arrays are read here, the Ray Train run
     lives in ``out/train/`` (see :func:`common.fit_helper`) and the test split is measured here
-    afterwards, on this process's device."""
+    afterwards, on this process's device. A classifier of another dataset at ``out`` is replaced
+    only with ``force``."""
     from emojiray.data import shards
 
+    storage.claim_output(out, "classifier.json", {"data": data_uri}, force)
     c = cfg.classifier
     manifest = shards.load_manifest(data_uri)
     labels = list(c.labels)

@@ -232,7 +232,8 @@ class UpscalerFamily:
 # -- training (the one Ray driver) ---------------------------------------------------------------------
 
 
-def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, log=print) -> dict[str, Any]:
+def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, force: bool = False,
+                   log=print) -> dict[str, Any]:
     """Train the low-res encoder on ``data_uri``'s train split against ``vqvae_uri``'s codes.
 
     Runs in the driver process: the train images and a seeded subset of val (``VAL_IMAGES``) are
@@ -240,8 +241,10 @@ def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, log=pri
     one Ray driver; the Ray Train run lives in ``out/train/`` (see :func:`common.fit_helper`).
     Writes the model (kind "upscaler": weights, meta with the VQ-VAE URI and fingerprint, the
     factor, sizes and grids, and the val block) to ``out`` and ``out/upscaler.json`` (val code
-    accuracy and PSNR of the best epoch, the history); returns that report.
+    accuracy and PSNR of the best epoch, the history); returns that report. An upscaler of another
+    dataset or VQ-VAE at ``out`` is replaced only with ``force``.
     """
+    storage.claim_output(out, "upscaler.json", {"data": data_uri, "vqvae": vqvae_uri}, force)
     uc = cfg.upscale
     device = resolve_device()
     if not storage.exists(storage.join(vqvae_uri, "meta.json")):
