@@ -225,6 +225,9 @@ def test_results_of_other_inputs_are_not_replaced_without_force(world, capsys, r
               "real": "/elsewhere/data", "vqvae": "/elsewhere/vqvae", "prior": "/elsewhere/prior",
               "classifier": "/elsewhere/clf", "upscaler": "/elsewhere/up"}
     (out / record).write_text(json.dumps(theirs))
+    (world["root"] / "samples").mkdir()  # a finished sample run's manifest (eval-samples checks it first)
+    (world["root"] / "samples" / "manifest.json").write_text(json.dumps(
+        {"format": "emojiray-samples", "image_size": 32, "condition": {"name": "none"}, "files": [], "count": 0}))
     before = snapshot(world["root"])
     argv = [a.format(**{k: str(v) for k, v in world.items()}) for a in argv] + ["--out", str(out)]
     one_line_error(capsys, argv, rf"holds the {record} of another \w+ \(/elsewhere/\w+\): choose another --out "

@@ -283,7 +283,6 @@ def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=No
     from emojiray.raykit import root_message
 
     cfg, ray_cfg = cfg or EvalConfig(), ray_cfg or RayConfig()
-    storage.claim_output(out, "eval_samples.json", {"samples": samples_uri, "real": real_uri}, force)
     samples_uri = storage.absolute(samples_uri)  # actors read it, whatever their working directory
     t0 = time.perf_counter()
     smf = load_samples_manifest(samples_uri)
@@ -303,6 +302,7 @@ def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=No
     held_pix = held_pix[held_rows]
     held_lab = [held_lab[i] for i in held_rows] if held_lab is not None else None
 
+    storage.claim_output(out, "eval_samples.json", {"samples": samples_uri, "real": real_uri}, force)
     init_ray(ray_cfg)
     # The actors read their shards themselves (no Ray Data beside them): ray.data_cpus need not be
     # kept free. Inception uses 2 threads well (1.4x one thread on 2 cores).

@@ -45,7 +45,6 @@ def eval_vqvae(checkpoint: str, data_uri: str, out: str, split: str = "test", fi
     ``fid_images`` > 0 computes rFID on the first that many images only (quicker on a CPU, and
     noisier: the JSON records how many were used).
     """
-    storage.claim_output(out, "eval_vqvae.json", {"checkpoint": checkpoint, "data": data_uri}, force)
     dev = resolve_device(device)
     model, cfg, meta = load_vqvae(checkpoint, dev)
     manifest = shards.load_manifest(data_uri)
@@ -56,6 +55,7 @@ def eval_vqvae(checkpoint: str, data_uri: str, out: str, split: str = "test", fi
     splits = ("val", "test") if split == "heldout" else (split,)
     if not sum(manifest["counts"]["split"].get(s, 0) for s in splits):
         raise EmojirayError(f"the {split} split of {data_uri} is empty")
+    storage.claim_output(out, "eval_vqvae.json", {"checkpoint": checkpoint, "data": data_uri}, force)
 
     meter = ReconstructionMeter()
     hists: dict[str, np.ndarray] = {}

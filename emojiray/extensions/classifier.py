@@ -175,7 +175,6 @@ def train_classifier(data_uri: str, out: str, cfg: Config, force: bool = False, 
     only with ``force``."""
     from emojiray.data import shards
 
-    storage.claim_output(out, "classifier.json", {"data": data_uri}, force)
     c = cfg.classifier
     manifest = shards.load_manifest(data_uri)
     labels = list(c.labels)
@@ -191,6 +190,7 @@ def train_classifier(data_uri: str, out: str, cfg: Config, force: bool = False, 
     n_train = len(sets["train"]["image"])
     check_helper_data("classifier", c, n_train, len(sets["val"]["image"]), data_uri)
     EmojiClassifier({lb: len(vocab[lb]) for lb in labels}, channels=c.channels, size=size)  # errors before Ray
+    storage.claim_output(out, "classifier.json", {"data": data_uri}, force)
     spec = {"labels": labels, "vocab": vocab, "image_size": size, "examples": n_train, "data": data_uri,
             "class_weights": {lb: class_weights(sets["train"][lb], len(vocab[lb])).tolist() for lb in labels}}
     t0 = time.perf_counter()

@@ -244,7 +244,6 @@ def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, force: 
     accuracy and PSNR of the best epoch, the history); returns that report. An upscaler of another
     dataset or VQ-VAE at ``out`` is replaced only with ``force``.
     """
-    storage.claim_output(out, "upscaler.json", {"data": data_uri, "vqvae": vqvae_uri}, force)
     uc = cfg.upscale
     device = resolve_device()
     if not storage.exists(storage.join(vqvae_uri, "meta.json")):
@@ -255,6 +254,7 @@ def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, force: 
     common.check_helper_data("upscale", uc, len(train), len(val), data_uri)
     size = train.shape[1]
     model = build_upscaler(vqvae, size, uc.factor, uc.channels, uc.res_blocks)  # config errors before Ray
+    storage.claim_output(out, "upscaler.json", {"data": data_uri, "vqvae": vqvae_uri}, force)
     t0 = time.perf_counter()
     targets = {lv: c.cpu().numpy() for lv, c in common.encode(vqvae, train, device).items()}  # {level: (N, h, w)}
     arrays = {"lowres": downsample(train, uc.factor), **targets}
