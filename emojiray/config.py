@@ -63,7 +63,7 @@ class DataConfig:
     hf_text_column: str = ""  # hf source: text/name column (default: `text` or first string)
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
-        "size": ">= 8", "val_fraction": "[0, 1)", "test_fraction": "[0, 1)", "seed": ">= 0", "shard_rows": ">= 1",
+        "size": "[8, 1024]", "val_fraction": "[0, 1)", "test_fraction": "[0, 1)", "seed": ">= 0", "shard_rows": ">= 1",
         "max_pixels": ">= 1", "limit": ">= 0"
     }
 
