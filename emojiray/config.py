@@ -451,19 +451,22 @@ def validate(cfg: Config) -> Config:
     """Check every value against its section's RANGES; one line naming the key, the value and the
     range for the first that is outside."""
     for section in dataclasses.fields(cfg):
-        values = getattr(cfg, section.name)
-        for key, spec in type(values).RANGES.items():
-            value = getattr(values, key)
-            items = value if isinstance(value, (list, tuple)) else [value]
-            items = [x for item in items for x in (item if isinstance(item, (list, tuple)) else [item])]
-            if not all(within(x, spec) for x in items):
-                each = " (each item)" if isinstance(value, (list, tuple)) else ""
-                raise EmojirayError(f"config key '{section.name}.{key}' is {value!r}: must be {range_text(spec)}{each}")
-    held_out = cfg.data.val_fraction + cfg.data.test_fraction
-    if held_out >= 1:
-        raise EmojirayError(f"config keys 'data.val_fraction' + 'data.test_fraction' are {held_out:g}: "
-                            f"must be < 1 (no training images left)")
+        validate_section(section.name, getattr(cfg, section.name))
     return cfg
+
+
+def validate_section(name: str, values: Any) -> None:
+    """One section's values against its RANGES (``name`` is its key in Config, e.g. "data")."""
+    for key, spec in type(values).RANGES.items():
+        value = getattr(values, key)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        items = [x for item in items for x in (item if isinstance(item, (list, tuple)) else [item])]
+        if not all(within(x, spec) for x in items):
+            each = " (each item)" if isinstance(value, (list, tuple)) else ""
+            raise EmojirayError(f"config key '{name}.{key}' is {value!r}: must be {range_text(spec)}{each}")
+    if name == "data" and values.val_fraction + values.test_fraction >= 1:
+        raise EmojirayError(f"config keys 'data.val_fraction' + 'data.test_fraction' are "
+                            f"{values.val_fraction + values.test_fraction:g}: must be < 1 (no training images left)")
 
 
 def _parse_scalar(raw: str) -> Any:

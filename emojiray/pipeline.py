@@ -80,6 +80,7 @@ def run_pipeline(cfg: Config, out: str, force: bool = False, log=print) -> dict[
         return {"uri": data_uri, "images": manifest["counts"]["total"]}
 
     stage("prepare", do_prepare)
+    extension_stage.check_demo(cfg, data_uri)
 
     def do_info():
         written = write_info(data_uri, out)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -73,7 +74,7 @@ def one_line_error(capsys, argv: list[str], pattern: str) -> str:
     err = capsys.readouterr().err.strip()
     assert code == 1, err
     assert len(err.splitlines()) == 1 and err.startswith("emojiray: error: "), err
-    assert __import__("re").search(pattern, err), err
+    assert re.search(pattern, err), err
     assert seconds < 10, f"{seconds:.1f} s before the error"
     return err
 

@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 from emojiray import __version__, storage
-from emojiray.config import DataConfig
+from emojiray.config import DataConfig, validate_section
 from emojiray.data import shards
 from emojiray.data.labels import EMOTION_VOCAB
 from emojiray.data.sources import open_source
@@ -46,12 +46,7 @@ def assign_split(emoji_id: str, seed: int, val_fraction: float, test_fraction: f
 
 
 def _validate(cfg: DataConfig) -> None:
-    if not 8 <= cfg.size <= 1024:
-        raise EmojirayError(f"data.size must be between 8 and 1024 pixels, got {cfg.size}")
-    if cfg.val_fraction < 0 or cfg.test_fraction < 0 or cfg.val_fraction + cfg.test_fraction >= 1:
-        raise EmojirayError("data.val_fraction and data.test_fraction must be >= 0 and sum to less than 1")
-    if cfg.shard_rows < 1:
-        raise EmojirayError(f"data.shard_rows must be positive, got {cfg.shard_rows}")
+    validate_section("data", cfg)  # the ranges, for a DataConfig built without load_config
     parse_color(cfg.background)
 
 

@@ -42,6 +42,19 @@ def check(cfg: Config) -> None:
         raise EmojirayError("extension condition needs a conditional prior: set prior.condition or extensions.extra_conditions")
 
 
+DEMO_EXTENSIONS = ("interpolate", "restyle", "upscale", "inpaint")  # the ones that draw extensions.demo
+
+
+def check_demo(cfg: Config, data_uri: str) -> None:
+    """The demo emoji (``extensions.demo``) are names in the dataset: looked up as soon as it is
+    prepared, so that a typo is one line before the training stages, not after them."""
+    from emojiray.extensions.common import load_emoji
+
+    if set(cfg.extensions.run) & set(DEMO_EXTENSIONS):
+        for name in cfg.extensions.demo:
+            load_emoji(name, cfg.data.size, data_uri)
+
+
 def run_extensions(cfg: Config, out: str, data_uri: str, vqvae_uri: str, priors: dict[str, dict[str, Any]],
                    codes_uri: str, tokenizer_fp: str, force: bool = False, log=print) -> dict[str, Any]:
     """Run the extension stage of a pipeline at ``out``; return the headline metrics per extension.

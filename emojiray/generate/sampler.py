@@ -45,7 +45,7 @@ class Sampler:
             self.vocab = meta.get("vocab", {})
             self.class_counts = list(meta.get("class_counts") or [])
             self.prior = build_prior(self.cfg.prior, self.layout, self.n_classes)
-            ckpt.load_weights(d, self.prior)
+            ckpt.load_weights(d, self.prior, meta)
         if not vqvae_uri and not meta.get("vqvae"):
             raise EmojirayError(f"{prior_uri}/{ckpt.META} names no VQ-VAE: pass the one it was trained with (--vqvae)")
         self.prior_uri, self.vqvae_uri = prior_uri, vqvae_uri or ckpt.linked_uri(prior_uri, meta["vqvae"])

@@ -52,16 +52,17 @@ def unwrap(model: nn.Module) -> nn.Module:
 def save(directory: str | os.PathLike, model: nn.Module, kind: str, config: dict[str, Any],
          trainer_state: dict[str, Any] | None = None, **meta: Any) -> Path:
     """Write a checkpoint into a local directory (created if needed)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save as to_bytes
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
-    save_file(state, str(d / WEIGHTS))
+    weights = to_bytes(state)
+    (d / WEIGHTS).write_bytes(weights)
     if trainer_state is not None:
         torch.save(trainer_state, d / TRAINER)
     record = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "config": config, **meta,
-              HASH_KEY: hashlib.sha256((d / WEIGHTS).read_bytes()).hexdigest()}
+              HASH_KEY: hashlib.sha256(weights).hexdigest()}
     (d / META).write_text(json.dumps(storage.finite_json(record), indent=2, default=_json_default) + "\n")
     return d
 
@@ -94,15 +95,16 @@ def weights_hash(meta: dict[str, Any]) -> str | None:
     return meta.get(HASH_KEY)
 
 
-def load_weights(directory: str | os.PathLike, model: nn.Module) -> None:
-    """Load model.safetensors into ``model``; refuse foreign, damaged, non-finite or mismatched files."""
+def load_weights(directory: str | os.PathLike, model: nn.Module, meta: dict[str, Any] | None = None) -> None:
+    """Load model.safetensors into ``model``; refuse foreign, damaged, non-finite or mismatched files.
+    ``meta``: the checkpoint's meta.json when the caller has read it already."""
     from safetensors import SafetensorError
     from safetensors.torch import load as load_bytes
 
     path = Path(directory) / WEIGHTS
     if not path.exists():
         raise EmojirayError(f"{directory}: no {WEIGHTS} in the checkpoint")
-    meta = read_meta(directory)
+    meta = meta if meta is not None else read_meta(directory)
     recorded = weights_hash(meta)
     if recorded is None and meta.get("format_version", 1) >= 2:
         raise EmojirayError(f"{directory}/{META} records no {HASH_KEY}: tampered or foreign checkpoint")
@@ -198,5 +200,5 @@ def load_vqvae(uri: str, device: str | torch.device = "cpu"):
         meta = read_meta(d, kind="vqvae")
         cfg = config_from_dict(meta["config"])
         model = build_vqvae(cfg.model)
-        load_weights(d, model)
+        load_weights(d, model, meta)
     return model.to(device).eval(), cfg, meta

@@ -297,7 +297,7 @@ def test_limit_and_invalid_settings(npm_cache, tmp_path):
     assert m["counts"]["inputs"] == 7
     with pytest.raises(EmojirayError, match="data.size"):
         prepare(npm_cfg(size=4), str(tmp_path / "x"))
-    with pytest.raises(EmojirayError, match="sum to less than 1"):
+    with pytest.raises(EmojirayError, match=r"'data.val_fraction' \+ 'data.test_fraction' are 1.1: must be < 1"):
         prepare(npm_cfg(val_fraction=0.6, test_fraction=0.5), str(tmp_path / "x"))
     with pytest.raises(EmojirayError, match="unknown source"):
         prepare(npm_cfg(source="ftp:somewhere"), str(tmp_path / "x"))

@@ -40,5 +40,22 @@ def test_the_pipeline_checks_them_before_its_first_stage(tmp_path):
     assert not (tmp_path / "run").exists()  # nothing prepared, nothing written
 
 
+def test_a_misspelt_demo_emoji_stops_the_pipeline_after_prepare(npm_cache, tmp_path, monkeypatch):
+    """extensions.demo needs the data to check: right after prepare, before any Ray stage."""
+    import emojiray.raykit
+    from emojiray.pipeline import run_pipeline
+
+    def no_ray(*_, **__):
+        raise AssertionError("Ray started before the demo emoji were checked")
+
+    monkeypatch.setattr(emojiray.raykit, "init_ray", no_ray)
+    cfg = _cfg("data.npm_version=0.0.0-test", "data.size=32", "extensions.run=[upscale]",
+               "extensions.demo=[grinning facce]")
+    with pytest.raises(EmojirayError, match="no emoji named 'grinning facce'"):
+        run_pipeline(cfg, str(tmp_path / "run"), log=lambda *_: None)
+    assert (tmp_path / "run" / "data" / "manifest.json").exists()  # prepared, nothing trained
+    assert not (tmp_path / "run" / "tokenizer").exists()
+
+
 def test_no_extensions_is_allowed():
     stage.check(_cfg("extensions.run=[]", "pipeline.priors=[transformer]"))
