@@ -26,6 +26,12 @@ def init_ray(cfg: RayConfig | None = None):
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
         _quiet_ray_data()
         return ray
+    # Ray Train on a process-local cluster (the driver's values reach Train's controller): poll the
+    # workers every 0.5 s rather than 2 s, so a finished run is noticed sooner, and start no
+    # preemption watcher (an actor process watching for cloud spot-instance drains, which a local
+    # cluster never has). Measured on 2 cores: ~4 s less per training run.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     kwargs = {"num_cpus": cfg.num_cpus or os.cpu_count() or 1}
     if cfg.num_gpus >= 0:
         kwargs["num_gpus"] = cfg.num_gpus

@@ -162,7 +162,9 @@ def fit(family_cls, cfg: Config, spec: dict[str, Any], datasets, out: str, *, re
                            "tb_uri": storage.join(out, "tensorboard")},
         scaling_config=scaling,
         datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        # one worker reads the whole train split itself: no split coordinator (one actor process
+        # fewer, ~2 s of a run's start-up on 2 cores)
+        dataset_config=DataConfig(datasets_to_split=["train"] if scaling.num_workers > 1 else []),
         run_config=RunConfig(name=name, storage_path=ray_path, storage_filesystem=fs, callbacks=list(callbacks),
                              failure_config=FailureConfig(max_failures=cfg.train.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2, **keep)),

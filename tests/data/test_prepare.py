@@ -266,8 +266,12 @@ def test_hf_source_from_local_parquet_repo_layout(tmp_path):
 
 
 def test_hf_unreachable_is_one_line_error(tmp_path, monkeypatch):
-    pytest.importorskip("datasets")
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+    # the hub client reads HF_HUB_OFFLINE once, at import: an offline machine, set where it is read
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     with pytest.raises(EmojirayError, match="cannot load Hugging Face dataset") as err:
         prepare(DataConfig(source="hf:valhalla/emoji-dataset"), str(tmp_path / "ds"))
     assert "\n" not in str(err.value)

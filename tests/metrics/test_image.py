@@ -110,11 +110,19 @@ def test_ssim_rejects_images_smaller_than_its_window():
     assert np.isfinite(psnr(x, x))
 
 
-def test_ssim_in_float32_matches_torchmetrics_in_float64():
-    from torchmetrics.functional.image import structural_similarity_index_measure
+@pytest.mark.parametrize("size", [11, 32, 45])
+def test_ssim_in_float32_and_psnr_match_torchmetrics_in_float64(size):
+    """Our SSIM and PSNR are written out (no torchmetrics import at run time); torchmetrics, a test
+    dependency, is the reference."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-    x = torch.rand(16, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    x = torch.rand(16, 3, size, size + 3, dtype=torch.float64) * 2 - 1
     y = (x + 0.2 * torch.randn_like(x)).clamp(-1, 1)
+    y[0] = x[0]  # an exact reconstruction: SSIM 1, PSNR capped
     reference = structural_similarity_index_measure(y, x, data_range=2.0, reduction="none")
     got = per_image_ssim(y, x)
     assert got.dtype == torch.float64 and torch.allclose(got, reference, atol=1e-6, rtol=0)
+    reference = peak_signal_noise_ratio(y, x, data_range=2.0, reduction="none", dim=(1, 2, 3)).clamp(max=PSNR_CAP_DB)
+    got = per_image_psnr(y, x)
+    # (torchmetrics converts to dB with a float32 constant: ~1e-6 dB apart)
+    assert got.dtype == torch.float64 and torch.allclose(got, reference, atol=1e-5, rtol=0) and got[0] == PSNR_CAP_DB
