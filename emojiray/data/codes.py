@@ -1,7 +1,9 @@
 """`emojiray extract-codes`: every split encoded into code shards by a Ray Data actor pool.
 
 Each actor loads the VQ-VAE once (on a GPU when the cluster has them) and encodes batches of
-images into code grids. Output under ``out``::
+images into code grids. The splits go through one pipeline and one actor pool (a pool per split
+started its actors three times: ~20 s of a 2-core machine for a small dataset), and the driver
+writes the code grids, ~100 bytes an image, to their split's files. Output under ``out``::
 
     manifest.json              written last: levels, grids, codebook sizes, label vocabularies,
                                the VQ-VAE it came from, rows and files per split
@@ -31,15 +33,19 @@ LABELS = ("category", "vendor", "emotion")
 MIRROR = "~mirror"  # key suffix of a mirrored image's codes
 
 
-class Encoder:
-    """Ray Data callable class: (images, labels) batch -> code grids (one VQ-VAE per actor).
+ROWS_PER_FILE = 65536  # code rows per shard file (~13 MB)
 
-    With ``mirror``, every image is encoded a second time flipped left to right: the batch's rows,
-    then their mirror images' rows (same labels, key + ``~mirror``). Mirror images of emoji are
-    plausible emoji, and a prior over 7.5 k images learns more from twice the sequences.
+
+class Encoder:
+    """Ray Data callable class: (images, labels, split) batch -> code grids (one VQ-VAE per actor).
+
+    With ``mirror`` (a split's name), every image of that split is encoded a second time flipped
+    left to right: the batch's rows, then their mirror images' rows (same labels, key +
+    ``~mirror``). Mirror images of emoji are plausible emoji, and a prior over 7.5 k images learns
+    more from twice the sequences.
     """
 
-    def __init__(self, checkpoint: str, levels: tuple[str, ...], mirror: bool = False):
+    def __init__(self, checkpoint: str, levels: tuple[str, ...], mirror: str = ""):
         import torch
 
         from emojiray.models.checkpoint import load_vqvae
@@ -53,20 +59,23 @@ class Encoder:
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         from emojiray.images import to_model_input
 
+        flip = np.asarray(batch["split"] == self.mirror) if self.mirror else np.zeros(len(batch["key"]), bool)
         with self.torch.no_grad():
             x = to_model_input(self.torch.from_numpy(batch["image"]), self.device, channels_last=False)
-            if self.mirror:
-                x = self.torch.cat([x, x.flip(3)])
+            if flip.any():
+                x = self.torch.cat([x, x[self.torch.from_numpy(flip).to(x.device)].flip(3)])
             codes = self.model.encode(x)
         cols: dict[str, Any] = {}
         for lv in self.levels:
             flat = codes[lv].flatten(1).to(self.torch.int16).cpu().numpy()  # (B, h*w)
             cols[lv] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
-        for name in ("key", *LABELS):
+        for name in ("key", *LABELS, "split"):
             values = batch[name]
-            if self.mirror:
-                values = np.concatenate([values, np.asarray([f"{k}{MIRROR}" for k in values], dtype=object)
-                                         if name == "key" else values])
+            if flip.any():
+                extra = values[flip]
+                if name == "key":
+                    extra = np.asarray([f"{k}{MIRROR}" for k in extra], dtype=object)
+                values = np.concatenate([values, extra])
             cols[name] = pa.array(values)
         return pa.table(cols)
 
@@ -98,25 +107,17 @@ def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print, mirr
     gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = max(1, gpus) if gpus else max(1, min(2, int(ray.cluster_resources().get("CPU", 1)) - max(cfg.data_cpus, 1)))
     run = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    splits: dict[str, Any] = {}
-    fs, _ = storage.filesystem(out)
+    parts = [_with_keys(data_uri, split, manifest) for split in shards.SPLITS
+             if manifest["counts"]["split"].get(split, 0)]
+    coded = parts[0].union(*parts[1:]).map_batches(
+        Encoder, fn_constructor_kwargs={"checkpoint": vqvae, "levels": levels, "mirror": "train" if mirror else ""},
+        batch_size=256, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=1 if gpus else 0)
+    splits = _write_codes(coded, out, f"codes-{run}")
     for split in shards.SPLITS:
-        if not manifest["counts"]["split"].get(split, 0):
-            splits[split] = {"rows": 0, "files": []}
-            continue
-        ds = _with_keys(data_uri, split, manifest)
-        kwargs = {"checkpoint": vqvae, "levels": levels, "mirror": mirror and split == "train"}
-        coded = ds.map_batches(Encoder, fn_constructor_kwargs=kwargs,
-                               batch_size=256, batch_format="numpy",
-                               compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0)
-        target = storage.join(out, split)
-        coded.write_parquet(storage.filesystem(target)[1], filesystem=fs,
-                            filename_provider=_names(f"codes-{run}"))
-        files = [u for u in storage.list_files(target, recursive=False) if storage.basename(u).startswith(f"codes-{run}")]
-        rows = sum(_rows(u) for u in files)
-        splits[split] = {"rows": rows, "files": [f"{split}/{storage.basename(u)}" for u in files]}
-        what = "code grids (images and their mirror images)" if kwargs["mirror"] else "images"
-        log(f"extract-codes: {split}: {rows} {what} -> {target}")
+        if splits[split]["rows"]:
+            what = "code grids (images and their mirror images)" if mirror and split == "train" else "images"
+            log(f"extract-codes: {split}: {splits[split]['rows']} {what} -> {storage.join(out, split)}")
 
     record = {
         "format": FORMAT, "format_version": 1,
@@ -134,10 +135,9 @@ def extract_codes(vqvae: str, data_uri: str, out: str, cfg=None, log=print, mirr
 
 
 def _with_keys(data_uri: str, split: str, manifest: dict[str, Any]):
-    """The split as a Ray Dataset of images, keys and label ids (decoded in map_batches)."""
-    import ray
-
-    from emojiray.data.stream import decode_batch
+    """The split as a Ray Dataset of images, keys, label ids and the split's name (decoded in
+    map_batches)."""
+    from emojiray.data.stream import decode_batch, read_parquet
 
     paths = [storage.filesystem(p)[1] for p in shards.shard_uris(data_uri, manifest, split)]
     fs, _ = storage.filesystem(data_uri)
@@ -146,32 +146,42 @@ def _with_keys(data_uri: str, split: str, manifest: dict[str, Any]):
     def decode(table: pa.Table) -> dict[str, np.ndarray]:
         out = decode_batch(table, img["height"], img["width"], manifest["vocab"], LABELS)
         out["key"] = np.asarray(table.column("key").to_pylist(), dtype=object)
+        out["split"] = np.full(len(out["key"]), split, dtype=object)
         return out
 
-    return ray.data.read_parquet(paths, filesystem=fs).select_columns(["image", "key", *LABELS]).map_batches(
+    return read_parquet(paths, filesystem=fs).select_columns(["image", "key", *LABELS]).map_batches(
         decode, batch_format="pyarrow", batch_size=1024, zero_copy_batch=True)
 
 
-def _names(prefix: str):
-    """A Ray Data filename provider: <prefix>-<task>-<block>.parquet (one run's files are recognisable)."""
-    from ray.data.datasource import FilenameProvider
-
-    class Names(FilenameProvider):
-        def get_filename_for_block(self, block, write_uuid, task_index, block_index) -> str:
-            return f"{prefix}-{write_uuid}-{task_index:05d}-{block_index:05d}.parquet"
-
-        def get_filename_for_task(self, write_uuid, task_index) -> str:
-            return f"{prefix}-{write_uuid}-{task_index:05d}.parquet"
-
-    return Names()
-
-
-def _rows(uri: str) -> int:
+def _write_codes(coded, out: str, prefix: str) -> dict[str, dict[str, Any]]:
+    """Stream the encoded batches into ``<out>/<split>/<prefix>-NNNNN.parquet`` files of at most
+    :data:`ROWS_PER_FILE` rows, each written whole and atomically; {split: {rows, files}}."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    fs, path = storage.filesystem(uri)
-    with fs.open_input_file(path) as f:
-        return pq.ParquetFile(f).metadata.num_rows
+    splits: dict[str, dict[str, Any]] = {s: {"rows": 0, "files": []} for s in shards.SPLITS}
+    pending: dict[str, list[pa.Table]] = {s: [] for s in shards.SPLITS}
+
+    def flush(split: str) -> None:
+        if not pending[split]:
+            return
+        rel = f"{split}/{prefix}-{len(splits[split]['files']):05d}.parquet"
+        buf = pa.BufferOutputStream()
+        pq.write_table(pa.concat_tables(pending[split]), buf)
+        storage.write_bytes(storage.join(out, rel), buf.getvalue().to_pybytes())
+        splits[split]["files"].append(rel)
+        pending[split] = []
+
+    for table in coded.iter_batches(batch_format="pyarrow", batch_size=None):
+        for split in set(table.column("split").to_pylist()):
+            part = table.filter(pc.equal(table.column("split"), split)).drop_columns(["split"])
+            pending[split].append(part)
+            splits[split]["rows"] += part.num_rows
+            if sum(t.num_rows for t in pending[split]) >= ROWS_PER_FILE:
+                flush(split)
+    for split in shards.SPLITS:
+        flush(split)
+    return splits
 
 
 def _refuse_other_codes(out: str, vqvae: str, vqvae_hash: str | None, data_fingerprint: str) -> None:

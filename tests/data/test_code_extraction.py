@@ -1,4 +1,4 @@
-"""The code extractor's batch encoder, without Ray: codes, labels and mirror images."""
+"""The code extractor's batch encoder, without Ray: codes, labels, splits and mirror images."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def batch(n=5):
     image = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     image[:, :, :16] = 255  # left half white: an image unlike its mirror image
     return {"image": image, "key": np.asarray([f"k{i}" for i in range(n)], dtype=object),
-            "category": np.arange(n), "vendor": np.zeros(n, np.int64), "emotion": np.arange(n) % 3}
+            "category": np.arange(n), "vendor": np.zeros(n, np.int64), "emotion": np.arange(n) % 3,
+            "split": np.asarray(["train", "val", "train", "test", "train"][:n], dtype=object)}
 
 
 def encode(vq, images):
@@ -44,23 +45,26 @@ def test_codes_are_the_tokenizers_encodings_with_the_labels(tokenizer):
     table = Encoder(uri, tuple(vq.levels))(b)
     assert table.num_rows == 5 and table.column("key").to_pylist() == list(b["key"])
     assert table.column("category").to_pylist() == list(range(5))
+    assert table.column("split").to_pylist() == list(b["split"])  # the driver files each row by it
     manifest = {"levels": list(vq.levels), "grids": {"top": [4, 4], "bottom": [8, 8]}}
     grids = codes_from_table(table, manifest)
     want = encode(vq, b["image"])
     assert all(np.array_equal(grids[lv], want[lv].numpy()) for lv in vq.levels)
 
 
-def test_mirror_adds_the_codes_of_the_flipped_images_with_the_same_labels(tokenizer):
+def test_mirror_adds_the_codes_of_the_flipped_train_images_with_the_same_labels(tokenizer):
+    """The splits share one pipeline: only the rows of the mirrored split (train) get mirror images."""
     uri, vq = tokenizer
     b = batch()
-    table = Encoder(uri, tuple(vq.levels), mirror=True)(b)
-    assert table.num_rows == 10
-    assert table.column("key").to_pylist() == [*b["key"], *(f"{k}{MIRROR}" for k in b["key"])]
-    for name in ("category", "vendor", "emotion"):
-        assert table.column(name).to_pylist() == [*b[name], *b[name]]
+    train = np.flatnonzero(b["split"] == "train")  # rows 0, 2, 4
+    table = Encoder(uri, tuple(vq.levels), mirror="train")(b)
+    assert table.num_rows == 5 + len(train)
+    assert table.column("key").to_pylist() == [*b["key"], *(f"{b['key'][i]}{MIRROR}" for i in train)]
+    for name in ("category", "vendor", "emotion", "split"):
+        assert table.column(name).to_pylist() == [*b[name], *b[name][train]]
     grids = codes_from_table(table, {"levels": list(vq.levels), "grids": {"top": [4, 4], "bottom": [8, 8]}})
-    plain, flipped = encode(vq, b["image"]), encode(vq, b["image"][:, :, ::-1])
+    plain, flipped = encode(vq, b["image"]), encode(vq, b["image"][train, :, ::-1])
     for lv in vq.levels:
         assert np.array_equal(grids[lv][:5], plain[lv].numpy())
         assert np.array_equal(grids[lv][5:], flipped[lv].numpy())
-        assert not np.array_equal(grids[lv][5:], grids[lv][:5])  # the mirror images are other code grids
+        assert not np.array_equal(grids[lv][5:], grids[lv][train])  # the mirror images are other code grids

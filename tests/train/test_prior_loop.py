@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from emojiray.config import Config, DataConfig, ModelConfig, PriorConfig, RayConfig, TrainConfig
-from emojiray.data.codes import codes_from_table, extract_codes, load_codes_manifest, read_code_tables
+from emojiray.data.codes import MIRROR, codes_from_table, extract_codes, load_codes_manifest, read_code_tables
 from emojiray.data.prepare import prepare
 from emojiray.errors import EmojirayError
 from emojiray.generate.sampler import Sampler
@@ -75,13 +75,6 @@ def test_two_workers_lower_the_nll_and_keep_the_best(ray_local, tmp_path):
     assert meta["n_classes"] == 3 and meta["layout"]["levels"] == ["top", "bottom"]
 
 
-def test_maskgit_trains(ray_local, tmp_path):
-    codes = synthetic_codes(tmp_path / "codes")
-    record = train_prior(prior_config("maskgit", epochs=2), codes, str(tmp_path / "run"), log=lambda *_: None)
-    bits = [h["val_bits_per_code"] for h in record["history"]]
-    assert len(bits) == 2 and bits[-1] < np.log2(16)
-
-
 def test_resume_continues(ray_local, tmp_path):
     codes = synthetic_codes(tmp_path / "codes")
     out = str(tmp_path / "run")
@@ -105,9 +98,12 @@ def test_extract_codes_and_sampler(ray_local, npm_cache, tmp_path):
     vq.train()(torch.randn(16, 3, 32, 32))
     ckpt.save(tmp_path / "vq", vq, "vqvae", cfg.to_dict(), step=0, epoch=0)
     out = str(tmp_path / "codes")
-    record = extract_codes(str(tmp_path / "vq"), data, out, RayConfig(num_cpus=3), log=lambda *_: None)
-    for split in ("train", "val", "test"):
-        assert record["splits"][split]["rows"] == m["counts"]["split"][split]
+    record = extract_codes(str(tmp_path / "vq"), data, out, RayConfig(num_cpus=3), mirror=True, log=lambda *_: None)
+    for split in ("train", "val", "test"):  # the train split with its images' mirror images
+        assert record["splits"][split]["rows"] == m["counts"]["split"][split] * (2 if split == "train" else 1)
+        assert sum(t.num_rows for t in read_code_tables(out, record, split)) == record["splits"][split]["rows"]
+    train_keys = [k for t in read_code_tables(out, record, "train") for k in t.column("key").to_pylist()]
+    assert len(set(train_keys)) == len(train_keys) and sum(k.endswith(MIRROR) for k in train_keys) == len(train_keys) // 2
     manifest = load_codes_manifest(out)
     tables = list(read_code_tables(out, manifest, "val"))
     grids = codes_from_table(tables[0], manifest)
@@ -138,6 +134,9 @@ def test_max_seconds_stops_training_and_records_class_counts(ray_local, tmp_path
     cfg = prior_config("maskgit", condition="emotion", epochs=50, max_seconds=0.01)
     record = train_prior(cfg, codes, str(tmp_path / "run"), log=lambda *_: None)
     assert len(record["history"]) == 1  # the time budget ends training in the first epoch, not after 50
+    # MaskGIT through Ray Train (that it learns: tests/train/test_harness.py, without Ray)
+    assert 0 < record["history"][0]["val_bits_per_code"] < 2 * np.log2(16)
     meta = ckpt.read_meta(tmp_path / "run" / "prior", kind="prior")
+    assert meta["config"]["prior"]["kind"] == "maskgit"
     emotion = pq.read_table(tmp_path / "codes" / "train" / "codes-0.parquet").column("emotion").to_numpy()
     assert meta["class_counts"] == np.bincount(emotion, minlength=3).tolist()  # the sampler's default mix

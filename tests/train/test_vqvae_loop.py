@@ -66,30 +66,56 @@ def test_two_workers_lower_the_loss(ray_local, data32, tmp_path):
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_resume_continues_steps_and_loss_then_nan_keeps_last_good(ray_local, data32, tmp_path):
+def test_a_killed_worker_recovers_then_resume_continues_then_nan_keeps_last_good(ray_local, data32, tmp_path):
+    """Every recovery path on one run directory (one training run each, they are the slow part):
+    FailureConfig restarts a SIGKILLed worker from its last checkpoint, and the history has every
+    epoch exactly once with continuous steps; --resume goes on from the finished run without
+    recomputing its curve; a diverging continuation stops with one line and keeps the last good
+    model."""
+    import glob
+    import os
+    import signal
+    import threading
+    import time
+
     out = str(tmp_path / "run")
-    first = train_vqvae(tiny_config(epochs=2), data32, out, log=lambda *_: None)
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(
+        run=train_vqvae(tiny_config(epochs=3, max_failures=2), data32, out, log=lambda *_: None)))
+    thread.start()
+    killed = False
+    deadline = time.time() + 240
+    while thread.is_alive() and time.time() < deadline and not killed:
+        if glob.glob(os.path.join(out, "ray", "vqvae", "checkpoint_*", "meta.json")):
+            for pid in training_worker_pids():
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+        time.sleep(0.2)
+    thread.join(timeout=400)
+    assert killed, "the worker was never seen alive after a checkpoint"
+    first = result["run"]
     steps_per_epoch = first["history"][0]["step"]
-    assert first["history"][1]["step"] == 2 * steps_per_epoch
+    assert [e["epoch"] for e in first["history"]] == [1, 2, 3]
+    assert [e["step"] for e in first["history"]] == [steps_per_epoch * i for i in (1, 2, 3)]
 
     with pytest.raises(EmojirayError, match="--resume"):
-        train_vqvae(tiny_config(epochs=4), data32, out, log=lambda *_: None)
+        train_vqvae(tiny_config(epochs=5), data32, out, log=lambda *_: None)
 
-    resumed = train_vqvae(tiny_config(epochs=4), data32, out, resume=True, log=lambda *_: None)
+    resumed = train_vqvae(tiny_config(epochs=5), data32, out, resume=True, log=lambda *_: None)
     h = resumed["history"]
-    assert [e["epoch"] for e in h] == [1, 2, 3, 4]
-    assert first["resumed_from_epoch"] == 0 and resumed["resumed_from_epoch"] == 2  # recorded for the user
-    assert [e["step"] for e in h] == [steps_per_epoch * i for i in (1, 2, 3, 4)]  # steps continue
-    assert h[:2] == first["history"]  # the earlier curve is kept, not recomputed
-    assert h[2]["train_loss"] < h[0]["train_loss"] * 1.05  # no jump back to an untrained model
+    assert [e["epoch"] for e in h] == [1, 2, 3, 4, 5]
+    assert resumed["resumed_from_epoch"] == 3  # recorded for the user
+    assert [e["step"] for e in h] == [steps_per_epoch * i for i in (1, 2, 3, 4, 5)]  # steps continue
+    assert h[:3] == first["history"]  # the earlier curve is kept, not recomputed
+    assert h[3]["train_loss"] < h[0]["train_loss"] * 1.05  # no jump back to an untrained model
 
     # a diverging continuation stops with one line and leaves the last good model in place
-    with pytest.raises(EmojirayError, match=r"loss became .*epoch 5.*kept at") as err:
-        train_vqvae(tiny_config(epochs=5, lr=1e30, warmup_steps=0, grad_clip=0), data32, out, resume=True,
+    with pytest.raises(EmojirayError, match=r"loss became .*epoch 6.*kept at") as err:
+        train_vqvae(tiny_config(epochs=6, lr=1e30, warmup_steps=0, grad_clip=0), data32, out, resume=True,
                     log=lambda *_: None)
     assert "\n" not in str(err.value)
     _, _, meta = ckpt.load_vqvae(str(tmp_path / "run" / "vqvae"))
-    assert meta["epoch"] == 4
+    assert meta["epoch"] == 5
 
 
 def test_bad_inputs_are_one_line_errors(data32, tmp_path):
@@ -108,36 +134,6 @@ def test_bad_inputs_are_one_line_errors(data32, tmp_path):
     bad.model.downsample = [4, 3]
     with pytest.raises(EmojirayError, match="power of two"):
         train_vqvae(bad, data32, str(tmp_path / "c"))
-
-
-def test_killed_worker_resumes_from_last_checkpoint(ray_local, data32, tmp_path):
-    """FailureConfig: SIGKILL the training worker after its first checkpoint; the run recovers
-    and its history has every epoch exactly once with continuous steps."""
-    import glob
-    import os
-    import signal
-    import threading
-    import time
-
-    out = str(tmp_path / "run")
-    cfg = tiny_config(epochs=4, max_failures=2)
-    result: dict = {}
-    thread = threading.Thread(target=lambda: result.update(run=train_vqvae(cfg, data32, out, log=lambda *_: None)))
-    thread.start()
-    killed = False
-    deadline = time.time() + 240
-    while thread.is_alive() and time.time() < deadline and not killed:
-        if glob.glob(os.path.join(out, "ray", "vqvae", "checkpoint_*", "meta.json")):
-            for pid in training_worker_pids():
-                os.kill(pid, signal.SIGKILL)
-                killed = True
-        time.sleep(0.2)
-    thread.join(timeout=400)
-    assert killed, "the worker was never seen alive after a checkpoint"
-    h = result["run"]["history"]
-    per_epoch = h[0]["step"]
-    assert [e["epoch"] for e in h] == [1, 2, 3, 4]
-    assert [e["step"] for e in h] == [per_epoch * i for i in range(1, 5)]
 
 
 def test_ctrl_c_is_one_line_and_keeps_the_checkpoints(ray_local, data32, tmp_path, capsys, monkeypatch):
