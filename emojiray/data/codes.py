@@ -61,7 +61,8 @@ class Encoder:
 
         flip = np.asarray(batch["split"] == self.mirror) if self.mirror else np.zeros(len(batch["key"]), bool)
         with self.torch.no_grad():
-            x = to_model_input(self.torch.from_numpy(batch["image"]), self.device, channels_last=False)
+            pixels = np.require(batch["image"], requirements=["W"])  # Ray Data's batches can be read-only
+            x = to_model_input(self.torch.from_numpy(pixels), self.device, channels_last=False)
             if flip.any():
                 x = self.torch.cat([x, x[self.torch.from_numpy(flip).to(x.device)].flip(3)])
             codes = self.model.encode(x)
