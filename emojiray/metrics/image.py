@@ -8,13 +8,13 @@ PSNR of a perfect reconstruction is infinite; we cap each per-image PSNR at
 mean over a whole evaluation) into ``inf``. 100 dB on range 2 corresponds to an MSE of 4e-10,
 far below float32 rounding of 8-bit images, so the cap never changes a real measurement.
 
-SSIM is Wang et al. (2004) with the usual settings (Gaussian window 11, sigma 1.5, K1 0.01, K2
-0.03, borders reflected, the mean over every pixel): the same values as ``torchmetrics``' default, which the
-tests check, written here because importing torchmetrics (and the scipy and matplotlib it pulls
-in) costs every process that validates about 1.5 s on a 2-core machine. MSE and PSNR are computed
-in float64; SSIM's Gaussian-window convolutions in float32 (on a CPU float64 convolutions are
-4-12x slower and made validation the largest cost of a training report; the per-image values
-differ from float64 by about 2e-7), returned as float64.
+SSIM is Wang et al. (2004) with the usual settings (Gaussian window 11, sigma 1.5, K1 0.01,
+K2 0.03, borders reflected, the mean over every pixel): the values of torchmetrics' default,
+which the tests check. It is written here because importing torchmetrics (and the scipy and
+matplotlib it pulls in) cost every process that validates about 1.5 s on a 2-core machine. MSE
+and PSNR are computed in float64; SSIM's Gaussian-window convolutions in float32 (on a CPU float64
+convolutions are 4-12x slower and made validation the largest cost of a training report; the
+per-image values differ from float64 by about 2e-7), returned as float64.
 """
 
 from __future__ import annotations
