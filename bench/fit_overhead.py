@@ -5,8 +5,9 @@
 Trains the preset's tokenizer (``train_vqvae``, the Ray path) ``--runs`` times for ``--seconds``
 of training each, one after another on one embedded Ray (as the pipeline and the test suite do),
 and appends one JSON line per run to ``--out``: the run's wall time from the call to its return,
-its training and report (validation, checkpoint) seconds, and what is left, the start-up and
-shut-down of Ray Train's controller, workers and dataset reading (``overhead_seconds``). The first
+its training and report (validation, checkpoint) seconds, its images/s, and what is left, the
+start-up and shut-down of Ray Train's controller, workers and dataset reading
+(``overhead_seconds``). The first
 run also pays the process's first imports and is marked ``first``. Run it from two checkouts
 (``PYTHONPATH=<checkout>``) to compare revisions side by side.
 
@@ -53,10 +54,12 @@ def main() -> None:
         row = {"benchmark": "fit_overhead", **provenance(), "label": args.label, "preset": args.preset,
                "run": i, "first": i == 0, "wall_seconds": round(wall, 2),
                "train_seconds": round(run["train_seconds"], 2), "report_seconds": round(run["report_seconds"], 2),
+               "images_per_s": round(run["step"] * cfg.train.batch_size * run["workers"] / run["train_seconds"], 1),
                "overhead_seconds": round(wall - run["train_seconds"] - run["report_seconds"], 2), "env": env}
         append(args.out, row)
         print(f"{args.label or 'run'} {i}: wall {wall:.1f} s = train {row['train_seconds']} + report "
-              f"{row['report_seconds']} + overhead {row['overhead_seconds']} s", flush=True)
+              f"{row['report_seconds']} + overhead {row['overhead_seconds']} s; {row['images_per_s']} images/s",
+              flush=True)
 
 
 if __name__ == "__main__":
