@@ -17,7 +17,6 @@ A measurement, not a test: it asserts nothing. Ray Train's settings are the user
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -28,16 +27,12 @@ from emojiray.raykit import init_ray
 from emojiray.train.vqvae_loop import train_vqvae
 
 sys.path.insert(0, os.path.dirname(__file__))
-from recipe_rows import append, provenance  # noqa: E402
+from recipe_rows import append, provenance, tokenizer_parser  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="smoke")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--data", default="results/bench/data-32")
+    ap = tokenizer_parser(__doc__, seconds=1.0)
     ap.add_argument("--runs", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=1.0, help="training time of each run")
     ap.add_argument("--label", default="", help="a name for this checkout in the rows")
     ap.add_argument("--out", default="results/bench/fit_overhead.jsonl")
     args = ap.parse_args()

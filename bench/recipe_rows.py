@@ -1,8 +1,10 @@
-"""What the recipe benchmarks (tokenizer_recipes.py, prior_recipes.py) share: picking the recipes
-from the command line, and appending a row with its provenance to a JSON-lines file."""
+"""What the benchmarks share: the tokenizer benchmarks' common options, picking the recipes from
+the command line (tokenizer_recipes.py, prior_recipes.py), and appending a row with its provenance
+to a JSON-lines file."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import platform
@@ -12,6 +14,16 @@ import sys
 import torch
 
 from vqvae_speed import _revision
+
+
+def tokenizer_parser(doc: str, seconds: float) -> argparse.ArgumentParser:
+    """--preset, --set KEY=VALUE, --data and --seconds (training time of each run)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--preset", default="smoke")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--data", default="results/bench/data-32")
+    ap.add_argument("--seconds", type=float, default=seconds, help="training time of each run")
+    return ap
 
 
 def chosen(ap, args, recipes: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -16,7 +16,6 @@ the one this measured fastest.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import platform
@@ -30,15 +29,12 @@ from emojiray.config import load_config
 from emojiray.train.vqvae_loop import train_vqvae
 
 sys.path.insert(0, os.path.dirname(__file__))
+from recipe_rows import tokenizer_parser  # noqa: E402
 from vqvae_speed import _revision  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="smoke")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--data", default="results/bench/data-32")
-    ap.add_argument("--seconds", type=float, default=60, help="training time of each run")
+    ap = tokenizer_parser(__doc__, seconds=60)
     ap.add_argument("--rounds", type=int, default=1, help="every split once per round")
     ap.add_argument("--out", default="results/bench/worker_split_cpu.json")
     args = ap.parse_args()
