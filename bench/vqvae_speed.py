@@ -5,7 +5,9 @@
 In one run, on the same device, model and data:
 
 1. the bare loop: the harness's own ``VQVAEFamily.train_step`` on the train split held in
-   memory, no Ray, for ``--bare-seconds`` of training (0 = skip): what the model itself costs;
+   memory, no Ray, for ``--bare-seconds`` of training (0 = skip): what the model itself costs.
+   Half of it runs before the Ray path and half after (Ray shut down), so that a change in a
+   shared machine's load during the benchmark shows (``bare_runs``) and weighs on both sides;
 2. the Ray path: ``train_vqvae`` (Ray Data -> TorchTrainer) for ``--seconds`` of training time,
    validating every ``--report-every`` seconds; its wall time (Ray start-up, validation,
    checkpoints and export included) against that training budget;
@@ -65,10 +67,18 @@ def main() -> None:
     data = args.data or f"results/bench/data-{cfg.data.size}"
     if not storage.exists(storage.join(data, shards.MANIFEST)):
         prepare(cfg.data, data)
-    bare = bare_loop(cfg, data, args.bare_seconds) if args.bare_seconds > 0 else None
+    bare_runs = [bare_loop(cfg, data, args.bare_seconds / 2)] if args.bare_seconds > 0 else []
     t0 = time.perf_counter()
     run = train_vqvae(cfg, data, args.work, force=True)
     wall = time.perf_counter() - t0
+    if bare_runs:
+        import ray
+
+        ray.shutdown()  # the second half without Ray's processes, as the first
+        bare_runs.append(bare_loop(cfg, data, args.bare_seconds / 2))
+    bare = bare_runs and {"images_per_s": sum(b["steps"] for b in bare_runs) * cfg.train.batch_size
+                          / sum(b["train_seconds"] for b in bare_runs),
+                          "train_seconds": sum(b["train_seconds"] for b in bare_runs)}
     heldout = eval_vqvae(run["model"], data, storage.join(args.work, "eval"), split=args.split,
                          fid_images=args.fid_images)
 
@@ -97,6 +107,7 @@ def main() -> None:
         "ray_images_per_s": images_per_s,
         "bare_images_per_s": bare and bare["images_per_s"],
         "bare_train_seconds": bare and bare["train_seconds"],
+        "bare_runs": bare_runs,  # before and after the Ray path
         "ray_over_bare": bare and images_per_s / bare["images_per_s"],
         "curve": [{k: h[k] for k in h if k in ("train_seconds", "epoch", "step", "train_loss", "val_psnr",
                                                "val_ssim") or k.startswith("codes_used_")} for h in history],
@@ -119,8 +130,9 @@ def main() -> None:
     print(f"{device}: {images_per_s:,.0f} images/s ({record['ratios']['images_per_s_vs_reference_file_loader']:.2f}x "
           f"the reference's file loader), {record['seconds_per_epoch']:.1f} s/epoch")
     if bare:
-        print(f"bare loop {bare['images_per_s']:,.0f} images/s; Ray path {images_per_s:,.0f} "
-              f"({record['ray_over_bare']:.3f}x the bare loop)")
+        print(f"bare loop {bare['images_per_s']:,.0f} images/s (before the Ray path "
+              f"{bare_runs[0]['images_per_s']:,.0f}, after {bare_runs[1]['images_per_s']:,.0f}); Ray path "
+              f"{images_per_s:,.0f} ({record['ray_over_bare']:.3f}x the bare loop)")
     print(f"wall {wall:.1f} s for {args.seconds:g} s of training ({record['wall_over_budget']:.3f}x)")
     for h in record["curve"]:
         print(f"  {h['train_seconds']:7.1f} s  epoch {h['epoch']:.0f}  val PSNR {h.get('val_psnr', float('nan')):.2f} dB"
