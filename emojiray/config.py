@@ -67,6 +67,13 @@ class DataConfig:
         "max_pixels": ">= 1", "limit": ">= 0"
     }
 
+    def check(self) -> None:
+        """What RANGES cannot say (one key's range depends on another): run by validate_section."""
+        held_out = self.val_fraction + self.test_fraction
+        if held_out >= 1:
+            raise EmojirayError(f"config keys 'data.val_fraction' + 'data.test_fraction' are {held_out:g}: "
+                                f"must be < 1 (no training images left)")
+
 
 @dataclass
 class RayConfig:
@@ -456,7 +463,8 @@ def validate(cfg: Config) -> Config:
 
 
 def validate_section(name: str, values: Any) -> None:
-    """One section's values against its RANGES (``name`` is its key in Config, e.g. "data")."""
+    """One section's values against its RANGES (``name`` is its key in Config, e.g. "data"), then
+    the section's own ``check()`` of what spans several keys, if it has one."""
     for key, spec in type(values).RANGES.items():
         value = getattr(values, key)
         items = value if isinstance(value, (list, tuple)) else [value]
@@ -464,9 +472,8 @@ def validate_section(name: str, values: Any) -> None:
         if not all(within(x, spec) for x in items):
             each = " (each item)" if isinstance(value, (list, tuple)) else ""
             raise EmojirayError(f"config key '{name}.{key}' is {value!r}: must be {range_text(spec)}{each}")
-    if name == "data" and values.val_fraction + values.test_fraction >= 1:
-        raise EmojirayError(f"config keys 'data.val_fraction' + 'data.test_fraction' are "
-                            f"{values.val_fraction + values.test_fraction:g}: must be < 1 (no training images left)")
+    if hasattr(values, "check"):
+        values.check()
 
 
 def _parse_scalar(raw: str) -> Any:

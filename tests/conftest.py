@@ -19,9 +19,9 @@ from emojiray import storage
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Ray Train's controller polls its workers every 2 s and starts a preemption watcher actor (an extra
-# process, for cloud spot instances): on a 2-core box that is a few seconds of every one of the
-# suite's ~20 training runs. Tests poll faster and skip the watcher (they are propagated to Ray
-# Train's controller from the driver's environment).
+# process, for cloud spot instances). An embedded Ray sets these two itself (raykit.init_ray); the
+# tests set them for the Rays they join by address too (the cluster test, the GPU suite's dry run):
+# Ray Train propagates them to its controller from the driver's environment.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 

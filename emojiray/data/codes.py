@@ -162,6 +162,7 @@ def _write_codes(coded, out: str, prefix: str) -> dict[str, dict[str, Any]]:
 
     splits: dict[str, dict[str, Any]] = {s: {"rows": 0, "files": []} for s in shards.SPLITS}
     pending: dict[str, list[pa.Table]] = {s: [] for s in shards.SPLITS}
+    pending_rows = dict.fromkeys(shards.SPLITS, 0)
 
     def flush(split: str) -> None:
         if not pending[split]:
@@ -171,14 +172,15 @@ def _write_codes(coded, out: str, prefix: str) -> dict[str, dict[str, Any]]:
         pq.write_table(pa.concat_tables(pending[split]), buf)
         storage.write_bytes(storage.join(out, rel), buf.getvalue().to_pybytes())
         splits[split]["files"].append(rel)
-        pending[split] = []
+        pending[split], pending_rows[split] = [], 0
 
     for table in coded.iter_batches(batch_format="pyarrow", batch_size=None):
         for split in set(table.column("split").to_pylist()):
             part = table.filter(pc.equal(table.column("split"), split)).drop_columns(["split"])
             pending[split].append(part)
+            pending_rows[split] += part.num_rows
             splits[split]["rows"] += part.num_rows
-            if sum(t.num_rows for t in pending[split]) >= ROWS_PER_FILE:
+            if pending_rows[split] >= ROWS_PER_FILE:
                 flush(split)
     for split in shards.SPLITS:
         flush(split)
