@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="train this many steps instead of --seconds")
     ap.add_argument("--fid-images", type=int, default=0, help="test images for rFID (0 = all, -1 = no rFID)")
     ap.add_argument("--keep", help="export the last recipe's model to this directory")
+    ap.add_argument("--init", help="start from this tokenizer's weights (a fine-tuning recipe; same model config)")
     ap.add_argument("--out", default="results/cpu/tokenizer_recipes.jsonl")
     ap.add_argument("--table", default="results/cpu/tokenizer_recipes.md")
     args = ap.parse_args()
@@ -91,6 +92,8 @@ def measure(name: str, preset: str, overrides: list[str], args) -> dict:
     train, _ = read_images(args.data, ("train",), ())
     torch.manual_seed(cfg.train.seed)
     family = VQVAEFamily(cfg, {"image_size": cfg.data.size, "examples": len(train)})
+    if args.init:
+        ckpt.load_weights(args.init, family.model)
     if args.steps:  # the cosine decays over exactly these steps
         family.schedule.epochs = -(-args.steps // family.steps_per_epoch)
     family.schedule.report_every_s = 0.0
@@ -107,7 +110,7 @@ def measure(name: str, preset: str, overrides: list[str], args) -> dict:
         if args.keep:
             ckpt.export(d, args.keep)
     params = sum(p.numel() for p in family.model.parameters())
-    return {"recipe": name, "overrides": overrides, "preset": preset, "params": params,
+    return {"recipe": name, "overrides": overrides, "preset": preset, "params": params, "init": args.init,
             "steps": summary["step"], "train_seconds": round(summary["train_seconds"], 1), "wall_seconds": round(wall, 1),
             "images_per_s": round(summary["step"] * cfg.train.batch_size / summary["train_seconds"], 1),
             "psnr": round(ev["psnr"], 3), "ssim": round(ev["ssim"], 4),
@@ -142,7 +145,8 @@ def write_table(jsonl: str, md: str) -> None:
     cells = []
     for r in recipe_rows.read(jsonl):
         used = ", ".join(f"{lv} {r['codes_used'][lv]}/{r['codebook_size'][lv]}" for lv in r["codebook_size"])
-        cells.append([r["recipe"], f"`{' '.join(r['overrides']) or '-'}`", f"{r['params'] / 1e6:.2f} M",
+        start = f" from `{r['init']}`" if r.get("init") else ""
+        cells.append([r["recipe"], f"`{' '.join(r['overrides']) or '-'}`{start}", f"{r['params'] / 1e6:.2f} M",
                       str(r["steps"]),
                       f"{r['train_seconds']:.0f}", f"{r['images_per_s']:.0f}", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}",
                       "-" if r["rfid"] is None else str(r["rfid"]), used, str(r["bits_per_image"] or "-"), r["date"],

@@ -158,12 +158,21 @@ class TrainConfig:
     log_every: int = 50  # steps between TensorBoard scalars
     image_every: int = 1  # reports between TensorBoard image grids (0 = never)
     eval_batches: int = 0  # validation batches per epoch (0 = the whole split)
+    # The tokenizer's adversarial loss (VQGAN): a patch discriminator (emojiray/models/discriminator.py)
+    # learns to tell reconstructions from originals, and the decoder is trained to fool it as well
+    adv_weight: float = 0.0  # weight of the decoder's adversarial loss (0 = off: MSE + commitment only)
+    adv_start_step: int = 0  # training step from which the discriminator and the adversarial loss run
+    adv_adaptive: bool = True  # scale the adversarial gradient to the reconstruction's (times adv_weight)
+    disc_channels: int = 64  # the discriminator's first conv (doubling per layer, at most 8x)
+    disc_layers: int = 3  # strided 4x4 convs: 32 px -> a 4x4 grid of patch logits
+    disc_lr: float = 0.0  # the discriminator's learning rate (0 = train.lr), constant, Adam betas (0.5, 0.9)
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "epochs": ">= 1", "max_seconds": ">= 0", "batch_size": ">= 1", "lr": "> 0", "weight_decay": ">= 0",
         "betas": "[0, 1)", "warmup_steps": ">= 0", "min_lr_ratio": "[0, 1]", "grad_clip": ">= 0", "seed": ">= 0",
         "max_failures": ">= 0", "report_every_s": ">= 0", "log_every": ">= 1", "image_every": ">= 0",
-        "eval_batches": ">= 0"
+        "eval_batches": ">= 0", "adv_weight": ">= 0", "adv_start_step": ">= 0", "disc_channels": ">= 1",
+        "disc_layers": ">= 1", "disc_lr": ">= 0"
     }
 
 

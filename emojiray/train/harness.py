@@ -69,6 +69,8 @@ class Family(Protocol):
 
     # for the Ray driver: the config key and value of the per-worker batch size
     # (a staticmethod ``batch_size(cfg) -> (key, value)``)
+    # optional: ``trainer_state() -> dict`` and ``load_trainer_state(dict)``, what a resumable
+    # checkpoint keeps of the family besides the model and ``opt`` (a discriminator and its optimiser)
 
 
 Agree = Callable[[list[float]], list[float]]  # each value's maximum over the workers
@@ -205,6 +207,8 @@ def save(directory: str, family: Family, cfg: dict[str, Any], state: dict[str, A
     if family.generator is not None:
         rng["generator"] = family.generator.get_state()
     trainer = {**state, "optimizer": family.opt.state_dict(), "rng": rng}
+    if hasattr(family, "trainer_state"):  # what else the family trains (a discriminator, its counters)
+        trainer["family"] = family.trainer_state()
     ckpt.save(directory, family.model, family.name, cfg, trainer_state=trainer, step=state["step"],
               epoch=state["epoch"], metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
               **family.meta())
@@ -216,6 +220,8 @@ def restore(directory: str, family: Family) -> dict[str, Any]:
     state = ckpt.load_trainer_state(directory) or {}
     if "optimizer" in state:
         family.opt.load_state_dict(state["optimizer"])
+    if "family" in state and hasattr(family, "load_trainer_state"):
+        family.load_trainer_state(state["family"])
     rng = state.get("rng", {})
     if "torch" in rng:
         torch.set_rng_state(rng["torch"])

@@ -33,6 +33,7 @@ from emojiray.metrics.codes import (bits_per_image, code_histogram, entropy_code
 from emojiray.metrics.image import ReconstructionMeter
 from emojiray.models import build_vqvae
 from emojiray.models import checkpoint as ckpt
+from emojiray.models.discriminator import PatchDiscriminator, balance, generator_loss, hinge_d_loss
 from emojiray.train import harness
 from emojiray.train.loop_utils import autocast
 
@@ -44,7 +45,8 @@ SUMMARY = "train_vqvae.json"
 
 
 class VQVAEFamily:
-    """The tokenizer as a :mod:`~emojiray.train.harness` family: MSE + commitment loss, AdamW.
+    """The tokenizer as a :mod:`~emojiray.train.harness` family: MSE + commitment loss, AdamW, and
+    with ``train.adv_weight`` > 0 a patch discriminator's adversarial loss (VQGAN).
 
     ``spec``: {"image_size", "examples" (train images)}. Batches hold ``image``: (B, H, W, 3) uint8.
     """
@@ -73,6 +75,14 @@ class VQVAEFamily:
         self.steps_per_epoch = max(1, spec["examples"] // (tc.batch_size * world))
         self.eval_batches = tc.eval_batches
         self.generator = None
+        self.steps = 0  # train steps taken (the adversarial loss starts at train.adv_start_step)
+        self.disc = self.disc_net = self.disc_opt = None
+        if tc.adv_weight > 0:
+            self.disc = PatchDiscriminator(tc.disc_channels, tc.disc_layers).to(self.device, memory_format=fmt)
+            self.disc_net = self.disc
+            if world > 1:  # each worker judges its own batch; the gradients are averaged like the model's
+                self.disc_net = torch.nn.parallel.DistributedDataParallel(self.disc, broadcast_buffers=False)
+            self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=tc.disc_lr or tc.lr, betas=(0.5, 0.9))
 
     def examples(self, batch: dict[str, torch.Tensor]) -> int:
         return batch["image"].shape[0]
@@ -83,9 +93,45 @@ class VQVAEFamily:
             out = self.net(x)
             recon_loss = F.mse_loss(out.recon.float(), x)
             loss = recon_loss + out.vq_loss
-        return {"loss": loss, "recon_mse": recon_loss.detach(), "vq_loss": out.vq_loss.detach(),
+        logs = {"recon_mse": recon_loss.detach(), "vq_loss": out.vq_loss.detach(),
                 **{f"perplexity_{k}": v.detach() for k, v in out.perplexity.items()},
                 **{f"restarts_{k}": torch.as_tensor(v) for k, v in out.restarted.items()}}
+        if self.disc is not None and self.steps >= self.cfg.train.adv_start_step:
+            loss = loss + self._adversarial(x, out.recon, recon_loss, logs)
+        self.steps += 1
+        return {"loss": loss, **logs}
+
+    def _adversarial(self, x: torch.Tensor, recon: torch.Tensor, recon_loss: torch.Tensor,
+                     logs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One discriminator step (hinge loss, its own optimiser) on this batch; returns the decoder's
+        weighted adversarial loss, judged by the updated discriminator with its weights frozen."""
+        tc = self.cfg.train
+        self.disc.requires_grad_(True)
+        with autocast(self.device, tc.bf16, cpu=True):
+            real, fake = self.disc_net(torch.cat([x, recon.detach().to(x.dtype)])).chunk(2)  # one pass (GroupNorm)
+            d_loss = hinge_d_loss(real, fake)
+        self.disc_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.disc_opt.step()
+        self.disc.requires_grad_(False)  # the decoder's loss reaches the image, not these weights
+        with autocast(self.device, tc.bf16, cpu=True):
+            g_loss = generator_loss(self.disc(recon))
+        weight = tc.adv_weight * (balance(recon_loss, g_loss, recon) if tc.adv_adaptive else 1.0)
+        logs.update(adv_d_loss=d_loss.detach(), adv_g_loss=g_loss.detach(), adv_weight=torch.as_tensor(weight))
+        return weight * g_loss
+
+    def trainer_state(self) -> dict[str, Any]:
+        """What a resumable checkpoint keeps besides the model and its optimiser."""
+        state: dict[str, Any] = {"steps": self.steps}
+        if self.disc is not None:
+            state.update(discriminator=self.disc.state_dict(), disc_optimizer=self.disc_opt.state_dict())
+        return state
+
+    def load_trainer_state(self, state: dict[str, Any]) -> None:
+        self.steps = int(state.get("steps", 0))
+        if self.disc is not None and "discriminator" in state:
+            self.disc.load_state_dict(state["discriminator"])
+            self.disc_opt.load_state_dict(state["disc_optimizer"])
 
     def evaluate(self, batches) -> tuple[dict[str, float], np.ndarray | None]:
         return evaluate(self.model, batches, self.device, self.cfg.train, max_batches=self.eval_batches)

@@ -145,12 +145,17 @@ def test_a_non_finite_loss_stops_before_the_weights_change():
     assert all(torch.isfinite(p).all() for p in fam.model.parameters())  # the bad step was not taken
 
 
-def test_resume_from_a_checkpoint_continues_exactly(tmp_path):
+ADVERSARIAL = {"adv_weight": 0.5, "adv_start_step": 2, "disc_channels": 8, "disc_layers": 2}
+
+
+@pytest.mark.parametrize("adv", [{}, ADVERSARIAL], ids=["plain", "adversarial"])
+def test_resume_from_a_checkpoint_continues_exactly(tmp_path, adv):
     """Two epochs in one go == one epoch, a checkpoint, a fresh process-like restore, one more epoch
-    (weights, optimiser, step, history and the RNG that dead-code restarts draw from)."""
+    (weights, optimiser, step, history and the RNG that dead-code restarts draw from; with the
+    adversarial loss also the discriminator, its optimiser and the step it started at)."""
     train = images(64)
     batches = harness.sequential_batches({"image": train}, 16)  # the same order in every epoch
-    cfg = vq_config(epochs=2)
+    cfg = vq_config(epochs=2, **adv)
     cfg.model.dead_code_steps = 1  # restarts draw from the RNG at every step
     straight = vq_family(cfg)
     torch.manual_seed(5)
@@ -170,8 +175,32 @@ def test_resume_from_a_checkpoint_continues_exactly(tmp_path):
     assert summary["step"] == 8 and [h["epoch"] for h in summary["history"]] == [1, 2]
     for a, b in zip(straight.model.state_dict().values(), second.model.state_dict().values()):
         assert torch.equal(a, b)
+    if adv:
+        for a, b in zip(straight.disc.state_dict().values(), second.disc.state_dict().values()):
+            assert torch.equal(a, b)
     meta = ckpt.read_meta(tmp_path / "c", kind="vqvae")
     assert meta["step"] == 4 and meta["epoch"] == 1
+
+
+def test_the_adversarial_loss_starts_at_its_step_and_trains_only_the_discriminator_on_its_own_loss():
+    fam = vq_family(vq_config(**ADVERSARIAL))
+    assert vq_family(vq_config()).disc is None  # off by default
+    batch = {"image": images(16)}
+    disc0 = [p.detach().clone() for p in fam.disc.parameters()]
+    for _ in range(2):  # before adv_start_step: MSE + commitment only, the discriminator untouched
+        logs = fam.train_step(batch)
+        assert "adv_g_loss" not in logs and harness.step(fam, logs["loss"])
+    assert all(torch.equal(a, b) for a, b in zip(disc0, fam.disc.parameters()))
+    logs = fam.train_step(batch)
+    assert {"adv_d_loss", "adv_g_loss", "adv_weight"} <= logs.keys()
+    assert all(math.isfinite(logs[k].item()) for k in ("adv_d_loss", "adv_g_loss")) and torch.isfinite(logs["loss"])
+    assert float(logs["adv_weight"]) > 0  # adaptive: the reconstruction's gradient scale, times 0.5
+    assert not torch.allclose(logs["loss"], logs["recon_mse"] + logs["vq_loss"])  # the decoder's term is in
+    assert any(not torch.equal(a, b) for a, b in zip(disc0, fam.disc.parameters()))  # it took a step
+    disc1 = [p.detach().clone() for p in fam.disc.parameters()]
+    assert harness.step(fam, logs["loss"])  # the tokenizer's step leaves the discriminator as it was
+    assert all(torch.equal(a, b) for a, b in zip(disc1, fam.disc.parameters()))
+    assert fam.steps == 3
 
 
 def test_no_full_batch_is_a_one_line_error():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -49,13 +50,15 @@ def data32(tmp_path_factory):
 
 
 def test_two_workers_lower_the_loss(ray_local, data32, tmp_path):
-    cfg = tiny_config(epochs=3)
+    """Two DDP workers, with the adversarial loss on: its discriminator trains under DDP as well."""
+    cfg = tiny_config(epochs=3, adv_weight=0.1, adv_start_step=2, disc_channels=8, disc_layers=2)
     cfg.ray.num_workers = 2
     cfg.ray.worker_cache_mb = 0  # stream from Ray Data every epoch (the other tests keep the split in memory)
     record = train_vqvae(cfg, data32, str(tmp_path / "run"), log=lambda *_: None)
     assert record["workers"] == 2 and record["use_gpu"] is False
-    losses = [h["train_loss"] for h in record["history"]]
+    losses = [h["train_recon_mse"] for h in record["history"]]
     assert len(losses) == 3 and losses[-1] < losses[0]
+    assert all(math.isfinite(h["train_adv_d_loss"]) and h["train_adv_weight"] > 0 for h in record["history"][1:])
     m = record["metrics"]
     assert m["val_psnr"] > 0 and -1 <= m["val_ssim"] <= 1 and m["val_mse"] > 0
     assert 0 < m["codes_used_top"] <= 16 and 0 < m["codes_used_bottom"] <= 32
