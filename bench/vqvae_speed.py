@@ -76,9 +76,9 @@ def main() -> None:
 
         ray.shutdown()  # the second half without Ray's processes, as the first
         bare_runs.append(bare_loop(cfg, data, args.bare_seconds / 2))
-    bare = bare_runs and {"images_per_s": sum(b["steps"] for b in bare_runs) * cfg.train.batch_size
-                          / sum(b["train_seconds"] for b in bare_runs),
-                          "train_seconds": sum(b["train_seconds"] for b in bare_runs)}
+    bare = {"images_per_s": sum(b["steps"] for b in bare_runs) * cfg.train.batch_size
+                            / sum(b["train_seconds"] for b in bare_runs),
+            "train_seconds": sum(b["train_seconds"] for b in bare_runs)} if bare_runs else None
     heldout = eval_vqvae(run["model"], data, storage.join(args.work, "eval"), split=args.split,
                          fid_images=args.fid_images)
 
