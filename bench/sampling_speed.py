@@ -56,7 +56,8 @@ from emojiray.generate.sampler import Sampler
 from emojiray.images import from_model_output
 from emojiray.models import build_vqvae
 from emojiray.models.codes import CodeLayout
-from emojiray.models.prior import KINDS, build_prior
+from emojiray.models.prior import build_prior
+from emojiray.registry import PRIORS
 from emojiray.report import baselines as B
 from emojiray.models import checkpoint as ckpt
 
@@ -76,7 +77,7 @@ def main() -> None:
     ap.add_argument("--prior", action="append", default=[], metavar="KIND=URI",
                     help="a trained prior checkpoint (repeatable; default: random models at the preset's sizes)")
     ap.add_argument("--vqvae", help="VQ-VAE checkpoint of the --prior checkpoints (default: the one they name)")
-    ap.add_argument("--kinds", nargs="+", choices=KINDS,
+    ap.add_argument("--kinds", nargs="+", choices=PRIORS.names(),
                     help="priors to measure (default: those given with --prior, else all three)")
     ap.add_argument("--batch-sizes", type=int, nargs="+",
                     help="default: 8 64 256 1024 on a GPU, 8 64 on CPU")
@@ -89,7 +90,7 @@ def main() -> None:
                     help="torch CPU threads of the measurements (0 = torch's default; 1 on a busy CPU)")
     ap.add_argument("--end-to-end", type=int, default=0, metavar="N",
                     help="also time a sample run of N samples and its evaluation (0 = skip)")
-    ap.add_argument("--e2e-kind", choices=KINDS, help="prior of the end-to-end run (default: the fastest)")
+    ap.add_argument("--e2e-kind", choices=PRIORS.names(), help="prior of the end-to-end run (default: the fastest)")
     ap.add_argument("--real", help="prepared dataset the end-to-end samples are evaluated against")
     ap.add_argument("--real-images", type=int, default=0, help="real images per split for the evaluation (0 = all)")
     ap.add_argument("--work", default="results/bench/sampling_run", help="end-to-end run directory")
@@ -97,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
 
     priors = dict(parse_prior(ap, spec) for spec in args.prior)
-    kinds = args.kinds or list(priors) or list(KINDS)
+    kinds = args.kinds or list(priors) or list(PRIORS.names())
     missing = [k for k in kinds if priors and k not in priors]
     if missing:
         ap.error(f"no --prior checkpoint for {', '.join(missing)}")
@@ -162,8 +163,8 @@ def main() -> None:
 
 def parse_prior(ap: argparse.ArgumentParser, spec: str) -> tuple[str, str]:
     kind, sep, uri = spec.partition("=")
-    if not sep or kind not in KINDS or not uri:
-        ap.error(f"--prior {spec!r}: expected KIND=URI with KIND one of {', '.join(KINDS)}")
+    if not sep or kind not in PRIORS.names() or not uri:
+        ap.error(f"--prior {spec!r}: expected KIND=URI with KIND one of {', '.join(PRIORS.names())}")
     return kind, uri
 
 

@@ -22,13 +22,14 @@ from typing import Any, ClassVar
 import yaml
 
 from emojiray.errors import EmojirayError
+from emojiray.registry import PRIORS, Registry
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
 # The names a choice setting takes, each list written once (the modules that implement them import it).
+# Kinds of prior are plug-ins: their names come from the registry (emojiray/registry.py).
 TOKENIZER_ARCHS = ("vqvae2", "vqvae")
 QUANTIZERS = ("vq", "fsq")
-PRIOR_KINDS = ("pixelsnail", "transformer", "maskgit")
 LABELS = ("emotion", "category", "vendor")  # the per-image labels a prior or the classifier learns
 CONDITIONS = ("none", *LABELS)
 EXTENSIONS = ("interpolate", "condition", "restyle", "upscale", "inpaint")
@@ -36,9 +37,14 @@ CODE_LEVELS = ("bottom", "top")
 EVAL_SPLITS = ("train", "val", "test", "heldout")  # heldout = val + test
 
 
-def one_of(names: tuple[str, ...]) -> str:
+def one_of(names: tuple[str, ...] | Registry) -> str:
     """The RANGES entry of a choice: ``{a, b, c}``."""
     return "{" + ", ".join(names) + "}"
+
+
+def spec_text(spec: str | Registry) -> str:
+    """A RANGES entry as text; a registry's names are read when asked (plug-ins add names)."""
+    return one_of(spec) if isinstance(spec, Registry) else spec
 
 
 @dataclass
@@ -180,7 +186,7 @@ class TrainConfig:
 class PriorConfig:
     """A prior over VQ codes (`emojiray train-prior`) and how it samples."""
 
-    kind: str = "transformer"  # pixelsnail | transformer | maskgit
+    kind: str = "transformer"  # a name in emojiray.registry.PRIORS: pixelsnail | transformer | maskgit
     condition: str = "none"  # none | emotion | category | vendor
     cond_dropout: float = 0.1  # share of training examples seen without their condition (for CFG)
     mirror: bool = False  # extract-codes adds the codes of the training images flipped left to right
@@ -211,7 +217,7 @@ class PriorConfig:
     sheet_samples: int = 32  # samples in the sheet written after training
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
-        "kind": one_of(PRIOR_KINDS), "condition": one_of(CONDITIONS), "cond_dropout": "[0, 1)", "dim": ">= 1",
+        "kind": PRIORS, "condition": one_of(CONDITIONS), "cond_dropout": "[0, 1)", "dim": ">= 1",
         "layers": ">= 1", "heads": ">= 1", "dropout": "[0, 1)", "channels": ">= 1", "blocks": ">= 1",
         "res_per_block": ">= 1", "maskgit_steps": ">= 1", "choice_temperature": ">= 0", "label_smoothing": "[0, 1)",
         "temperature": ">= 0", "top_k": ">= 0", "top_p": "(0, 1]", "guidance": ">= 0", "epochs": ">= 1",
@@ -305,7 +311,7 @@ class ExtensionsConfig:
     demo: list[str] = field(default_factory=lambda: ["grinning face", "crying face"])  # emoji of the demo sheets
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
-        "run": one_of(EXTENSIONS), "prior": one_of(PRIOR_KINDS), "eval_images": ">= 0", "examples": ">= 1",
+        "run": one_of(EXTENSIONS), "prior": PRIORS, "eval_images": ">= 0", "examples": ">= 1",
         "seed": ">= 0", "condition_samples": ">= 1", "extra_conditions": one_of(LABELS)
     }
 
@@ -398,7 +404,7 @@ class PipelineConfig:
     report: bool = True  # write the static HTML report (RUN/report/index.html) at the end
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
-        "priors": one_of(PRIOR_KINDS)
+        "priors": PRIORS
     }
 
 
@@ -442,9 +448,11 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
     return validate(cfg)
 
 
-def within(value: Any, spec: str) -> bool:
-    """Whether one value lies in a RANGES entry: ``"{a, b}"``, ``"[lo, hi)"`` (any brackets),
-    ``"> x"`` or ``">= x"``; numbers must be finite."""
+def within(value: Any, spec: str | Registry) -> bool:
+    """Whether one value lies in a RANGES entry: ``"{a, b}"`` or a registry, ``"[lo, hi)"`` (any
+    brackets), ``"> x"`` or ``">= x"``; numbers must be finite."""
+    if isinstance(spec, Registry):
+        return str(value) in spec
     if spec.startswith("{"):
         return str(value) in {choice.strip() for choice in spec[1:-1].split(",")}
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -456,8 +464,9 @@ def within(value: Any, spec: str) -> bool:
     return value > float(bound) if op == ">" else value >= float(bound)
 
 
-def range_text(spec: str) -> str:
+def range_text(spec: str | Registry) -> str:
     """A RANGES entry in words: "one of vq, fsq", "in [0, 1)", "> 0"."""
+    spec = spec_text(spec)
     if spec.startswith("{"):
         return f"one of {spec[1:-1]}"
     return f"in {spec}" if spec[0] in "[(" else spec

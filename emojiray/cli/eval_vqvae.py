@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.config import EVAL_SPLITS
 
 
 def register(sub) -> None:
@@ -10,7 +11,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True, help="model URI (e.g. <train out>/vqvae)")
     p.add_argument("--data", required=True, help="dataset URI")
     p.add_argument("--out", required=True, help="where to write eval_vqvae.json and recon_grid.png")
-    p.add_argument("--split", choices=("train", "val", "test", "heldout"),
+    p.add_argument("--split", choices=EVAL_SPLITS,
                    help="split to measure: heldout = val + test (default: eval.split)")
     p.add_argument("--no-fid", action="store_true", help="skip rFID (no Inception forward passes)")
     p.add_argument("--fid-images", type=int, help="images for rFID (default: eval.fid_images; 0 = all)")

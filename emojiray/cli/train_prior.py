@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.config import CONDITIONS
+from emojiray.registry import PRIORS
 
 
 def register(sub) -> None:
     p = sub.add_parser("train-prior", help="train a prior over VQ codes with Ray Train")
     p.add_argument("--codes", required=True, help="code shards URI (from `emojiray extract-codes`)")
-    p.add_argument("--kind", choices=("pixelsnail", "transformer", "maskgit"), help="default: prior.kind")
-    p.add_argument("--condition", choices=("none", "emotion", "category", "vendor"), help="default: prior.condition")
+    p.add_argument("--kind", choices=PRIORS.names(), help="default: prior.kind")
+    p.add_argument("--condition", choices=CONDITIONS, help="default: prior.condition")
     p.add_argument("--out", required=True, help="run URI for checkpoints, logs, the model and a sample sheet")
     p.add_argument("--resume", action="store_true", help="continue the run at --out")
     p.add_argument("--force", action="store_true", help="delete an existing run at --out and start over")

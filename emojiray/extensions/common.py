@@ -179,10 +179,10 @@ def decode(vqvae, codes: dict[str, torch.Tensor], batch_size: int = 256) -> np.n
     return np.concatenate(out) if out else np.zeros((0,), np.uint8)
 
 
-def require_maskgit(sampler, what: str) -> None:
-    if sampler.kind != "maskgit":
-        raise EmojirayError(f"{what} re-samples codes with a MaskGIT prior; {sampler.prior_uri} is a "
-                            f"{sampler.kind} prior (train one with --set prior.kind=maskgit)")
+def require_mask_filling(sampler, what: str) -> None:
+    if not sampler.fills_masks:
+        raise EmojirayError(f"{what} re-samples masked codes, which a {sampler.kind} prior cannot do "
+                            f"({sampler.prior_uri}): train a MaskGIT prior (--set prior.kind=maskgit)")
 
 
 def code_masks(pixel_mask: np.ndarray, grids: dict[str, tuple[int, int]]) -> dict[str, torch.Tensor]:

@@ -147,7 +147,7 @@ def inpaint(sampler, images: np.ndarray, masks: np.ndarray, completions: int = 4
     ``sampler`` is a :class:`~emojiray.generate.sampler.Sampler` over a MaskGIT prior; ``cond`` (N,)
     class ids or None (the null class: unconditional).
     """
-    common.require_maskgit(sampler, "inpainting")
+    common.require_mask_filling(sampler, "inpainting")
     if images.shape[:3] != masks.shape:
         raise EmojirayError(f"{len(masks)} masks of {masks.shape[1:]} do not match {len(images)} images of "
                             f"{images.shape[1:3]}")
@@ -196,7 +196,7 @@ def evaluate_inpaint(paths: common.RunPaths, cfg, out: str, log=print) -> dict[s
     t0 = time.perf_counter()
     ic, ec = cfg.inpaint, cfg.extensions
     sampler = Sampler(paths.prior, paths.vqvae or None)
-    common.require_maskgit(sampler, "inpainting")
+    common.require_mask_filling(sampler, "inpainting")
     images, labels = common.read_images(paths.data, ("val", "test"))
     if not len(images):
         raise EmojirayError(f"{paths.data} has no held-out (val, test) images to inpaint")
@@ -264,7 +264,7 @@ def inpaint_files(specs: list[str], mask_spec: str, paths: common.RunPaths, cfg,
 
     paths.need("prior")
     sampler = Sampler(paths.prior, paths.vqvae or None)
-    common.require_maskgit(sampler, "inpainting")
+    common.require_mask_filling(sampler, "inpainting")
     size = sampler.image_size
     mask = parse_mask(mask_spec, size)
     cond = None if not condition else torch.tensor([sampler.condition_id(condition)])

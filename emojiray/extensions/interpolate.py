@@ -115,7 +115,7 @@ def prior_path(sampler, a: np.ndarray, b: np.ndarray, steps: int, remask: float,
     """(H, W, 3) uint8 A and B -> ((steps + 1, H, W, 3) uint8 frames, (steps + 1, N) tokens) through
     mixed code maps re-sampled by the MaskGIT prior of ``sampler``; ``cond`` () or (1,) class id or None
     (unconditional). Frame 0 is exactly A's codes, frame ``steps`` exactly B's."""
-    common.require_maskgit(sampler, "the prior interpolation path")
+    common.require_mask_filling(sampler, "the prior interpolation path")
     if not 0 <= remask <= 1:
         raise EmojirayError(f"interpolate.remask must be in [0, 1], got {remask}")
     layout, model, device = sampler.layout, sampler.prior, sampler.device
@@ -175,7 +175,7 @@ def _models(paths: common.RunPaths, log=print):
         from emojiray.generate.sampler import Sampler
 
         sampler = Sampler(paths.prior, paths.vqvae or None)
-        if sampler.kind == "maskgit":
+        if sampler.fills_masks:
             return sampler.vqvae, sampler, sampler.image_size
         log(f"interpolate: {paths.prior} is a {sampler.kind} prior, not MaskGIT: pixel and latent paths only")
         return sampler.vqvae, None, sampler.image_size

@@ -54,7 +54,7 @@ def restyle(sampler, images: np.ndarray, target: str, share: float, guidance: fl
 
     ``sampler`` holds a MaskGIT prior conditioned on the vendor.
     """
-    common.require_maskgit(sampler, "restyling")
+    common.require_mask_filling(sampler, "restyling")
     if sampler.condition_name != "vendor":
         raise EmojirayError(f"restyling needs a prior conditioned on the vendor; {sampler.prior_uri} is conditioned "
                             f"on {sampler.condition_name!r} (train one with --set prior.condition=vendor)")
@@ -138,7 +138,7 @@ def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable |
     t0 = time.perf_counter()
     rc, ec = cfg.restyle, cfg.extensions
     sampler = Sampler(paths.vendor_prior, paths.vqvae or None)
-    common.require_maskgit(sampler, "restyling")
+    common.require_mask_filling(sampler, "restyling")
     vendors = [v for v in sampler.condition_values]
     if sampler.condition_name != "vendor" or len(vendors) < 2:
         raise EmojirayError(f"{paths.vendor_prior} is not a MaskGIT prior conditioned on two or more vendors")

@@ -24,6 +24,7 @@ from emojiray import storage
 from emojiray.config import Config, config_from_dict, validate
 from emojiray.errors import EmojirayError
 from emojiray.extensions.common import EXT, RunPaths
+from emojiray.registry import PRIORS
 
 
 
@@ -34,9 +35,9 @@ def _fingerprint(*parts: Any) -> str:
 def check(cfg: Config) -> None:
     """Errors in the extension settings, before the pipeline spends time on anything."""
     validate(cfg)  # every range (extensions.run names only known extensions)
-    needs_maskgit = [e for e in cfg.extensions.run if e in ("interpolate", "inpaint")]
-    if needs_maskgit and "maskgit" not in cfg.pipeline.priors:
-        raise EmojirayError(f"extensions {', '.join(needs_maskgit)} re-sample codes with MaskGIT: add maskgit to "
+    needs_filling = [e for e in cfg.extensions.run if e in ("interpolate", "inpaint")]
+    if needs_filling and not any(PRIORS[kind].fills_masks for kind in cfg.pipeline.priors):
+        raise EmojirayError(f"extensions {', '.join(needs_filling)} re-sample masked codes: add maskgit to "
                             f"pipeline.priors or remove them from extensions.run")
     if "condition" in cfg.extensions.run and cfg.prior.condition == "none" and not cfg.extensions.extra_conditions:
         raise EmojirayError("extension condition needs a conditional prior: set prior.condition or extensions.extra_conditions")
@@ -66,8 +67,9 @@ def run_extensions(cfg: Config, out: str, data_uri: str, vqvae_uri: str, priors:
 
     run = set(cfg.extensions.run)
     ext = storage.join(out, EXT)
-    # extensions.prior, else MaskGIT, else the pipeline's first prior (a `cpu` run trains one transformer)
-    main_prior = priors.get(cfg.extensions.prior) or priors.get("maskgit") or next(iter(priors.values()), {})
+    # extensions.prior, else one that fills masks (MaskGIT), else the pipeline's first (a `cpu` run trains one transformer)
+    fills = [p for kind, p in priors.items() if PRIORS[kind].fills_masks]
+    main_prior = priors.get(cfg.extensions.prior) or (fills and fills[0]) or next(iter(priors.values()), {})
     paths = RunPaths.of(out, prior=main_prior.get("prior"), vqvae=vqvae_uri, data=data_uri)
     changed = force or any(p.get("retrained") for p in priors.values())
     result: dict[str, Any] = {}

@@ -15,6 +15,7 @@ from emojiray.images import from_model_output, grid, to_png_bytes
 from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import build_prior, sample_codes
 from emojiray.models import checkpoint as ckpt
+from emojiray.registry import PRIORS
 
 # Sampling parameters a run may override, with the prior config field each one sets.
 PARAMS = ("temperature", "top_k", "top_p", "guidance", "maskgit_steps", "choice_temperature")
@@ -66,6 +67,11 @@ class Sampler:
     @property
     def kind(self) -> str:
         return self.cfg.prior.kind
+
+    @property
+    def fills_masks(self) -> bool:
+        """Whether the prior completes partly known code grids (inpainting, restyling, interpolation)."""
+        return PRIORS[self.kind].fills_masks
 
     @property
     def condition_name(self) -> str:

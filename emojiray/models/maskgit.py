@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emojiray.models.codes import CodeLayout, guided, sample_logits
+from emojiray.models.prior import PriorKind, sampling_kwargs, token_loss
 from emojiray.models.transformer import Block
 
 
@@ -67,11 +68,6 @@ class MaskGIT(nn.Module):
         rank = scores.argsort(dim=1).argsort(dim=1)  # a random permutation rank per position
         mask = rank < n_mask[:, None]
         return tokens.masked_fill(mask, self.mask_id), mask
-
-    def loss(self, tokens: torch.Tensor, cond: torch.Tensor | None = None, generator=None):
-        masked, mask = self.mask_for_training(tokens, generator)
-        logits = self(masked, cond)
-        return F.cross_entropy(logits[mask].float(), tokens[mask]), logits, mask
 
     @torch.no_grad()
     def generate(self, n: int, cond: torch.Tensor | None = None, steps: int = 12, temperature: float = 1.0,
@@ -125,3 +121,26 @@ class MaskGIT(nn.Module):
                 rank = confidence.argsort(dim=1).argsort(dim=1)  # 0 = least confident
                 tokens = tokens.masked_fill(rank < keep[:, None], self.mask_id)
         return tokens
+
+
+# -- the prior kind "maskgit" ----------------------------------------------------------------------
+
+
+def _build(cfg, layout: CodeLayout, n_classes: int) -> MaskGIT:
+    return MaskGIT(layout, n_classes, cfg.dim, cfg.layers, cfg.heads, cfg.dropout)
+
+
+def _loss(model, layout: CodeLayout, codes, cond, generator=None, smoothing: float = 0.0):
+    """The cross-entropy of the masked positions only (mask drawn outside a DDP wrapper)."""
+    tokens = layout.flatten(codes)
+    inner = model.module if hasattr(model, "module") else model
+    masked, mask = inner.mask_for_training(tokens, generator)
+    return token_loss(model(masked, cond)[mask], tokens[mask], smoothing)
+
+
+def _sample(model, layout: CodeLayout, n: int, cond, cfg, generator=None):
+    return layout.unflatten(model.generate(n, cond, steps=cfg.maskgit_steps, choice_temperature=cfg.choice_temperature,
+                                           **sampling_kwargs(cfg, generator)))
+
+
+PRIOR = PriorKind(build=_build, loss=_loss, sample=_sample, smoothed=True, fills_masks=True)

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emojiray.models.codes import guided, sample_logits
+from emojiray.models.codes import CodeLayout, guided, sample_logits
+from emojiray.models.prior import PriorKind, sampling_kwargs, smoothed_cross_entropy
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -172,3 +173,32 @@ class HierarchicalPixelSNAIL(nn.Module):
             codes[lv] = self.nets[lv].generate(n, cond, codes[parent] if parent else None, **kw)
             parent = lv
         return codes
+
+
+# -- the prior kind "pixelsnail" -------------------------------------------------------------------
+
+
+def _build(cfg, layout: CodeLayout, n_classes: int) -> HierarchicalPixelSNAIL:
+    return HierarchicalPixelSNAIL(layout.levels, dict(zip(layout.levels, layout.grids)),
+                                  dict(zip(layout.levels, layout.sizes)), n_classes, channels=cfg.channels,
+                                  blocks=cfg.blocks, res_per_block=cfg.res_per_block,
+                                  heads=max(1, cfg.heads // 2), dropout=cfg.dropout)
+
+
+def _loss(model, layout: CodeLayout, codes, cond, generator=None, smoothing: float = 0.0):
+    """The exact NLL of every level's codes, top first, summed over positions and levels."""
+    logits = model(codes, cond)
+    losses, correct, count = [], 0, 0
+    for lv in layout.levels:
+        lg, tgt = logits[lv].float(), codes[lv]
+        losses.append(smoothed_cross_entropy(lg, tgt, smoothing, dim=1, reduction="sum"))
+        correct += int((lg.argmax(1) == tgt).sum())
+        count += tgt.numel()
+    return torch.stack(losses).sum() / count, correct, count
+
+
+def _sample(model, layout: CodeLayout, n: int, cond, cfg, generator=None):
+    return model.generate(n, cond, **sampling_kwargs(cfg, generator))
+
+
+PRIOR = PriorKind(build=_build, loss=_loss, sample=_sample)

@@ -1,40 +1,70 @@
-"""One interface over the three priors: build, loss (NLL in bits per code, accuracy), sample.
+"""One interface over the kinds of prior: build, loss (NLL in bits per code, accuracy), sample.
 
-- ``transformer``: exact NLL of every code given the earlier ones (raster order, top first).
-- ``pixelsnail``: exact NLL of p(top) · p(bottom | top).
-- ``maskgit``: the masked-token cross-entropy at the training mask schedule (an upper bound on
-  nothing in particular: it is what MaskGIT optimises, reported in the same unit). Validation
-  uses a fixed seed so the number is comparable across epochs.
+Each kind is a :class:`PriorKind` in :data:`emojiray.registry.PRIORS`, defined in its own file:
+
+- ``transformer`` (:mod:`~emojiray.models.transformer`): exact NLL of every code given the earlier
+  ones (raster order, top first).
+- ``pixelsnail`` (:mod:`~emojiray.models.pixelsnail`): exact NLL of p(top) · p(bottom | top).
+- ``maskgit`` (:mod:`~emojiray.models.maskgit`): the masked-token cross-entropy at the training
+  mask schedule (an upper bound on nothing in particular: it is what MaskGIT optimises, reported in
+  the same unit). Validation uses a fixed seed so the number is comparable across epochs.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from emojiray.config import CONDITIONS, PriorConfig
-from emojiray.config import PRIOR_KINDS as KINDS
-from emojiray.errors import EmojirayError
+from emojiray.config import PriorConfig
 from emojiray.models.codes import CodeLayout
-from emojiray.models.maskgit import MaskGIT
-from emojiray.models.pixelsnail import HierarchicalPixelSNAIL
-from emojiray.models.transformer import ARTransformer
+from emojiray.registry import PRIORS
 
 
-def build_prior(cfg: PriorConfig, layout: CodeLayout, n_classes: int):
-    if cfg.kind == "transformer":
-        return ARTransformer(layout, n_classes, cfg.dim, cfg.layers, cfg.heads, cfg.dropout)
-    if cfg.kind == "maskgit":
-        return MaskGIT(layout, n_classes, cfg.dim, cfg.layers, cfg.heads, cfg.dropout)
-    if cfg.kind == "pixelsnail":
-        grids = dict(zip(layout.levels, layout.grids))
-        sizes = dict(zip(layout.levels, layout.sizes))
-        return HierarchicalPixelSNAIL(layout.levels, grids, sizes, n_classes, channels=cfg.channels,
-                                      blocks=cfg.blocks, res_per_block=cfg.res_per_block,
-                                      heads=max(1, cfg.heads // 2), dropout=cfg.dropout)
-    raise EmojirayError(f"unknown prior.kind {cfg.kind!r}: choose from {', '.join(KINDS)}")
+@dataclass(frozen=True)
+class PriorKind:
+    """What training, sampling and the extensions need of one kind of prior.
+
+    ``loss`` gets the model as training runs it (possibly DDP-wrapped: call it, do not reach into
+    it without ``.module``) and ``cond`` with the null class ``n_classes`` where the condition is
+    dropped. Codes are {level: (B, h, w) int64}; the null class and -inf logits for other levels'
+    codes are the model's business.
+    """
+
+    build: Callable[..., nn.Module]  # (prior config, layout, n_classes) -> model
+    # (model, layout, codes, cond, generator, label smoothing) -> (mean cross-entropy in nats, correct, count)
+    loss: Callable[..., tuple[torch.Tensor, int, int]]
+    # (model, layout, n, cond (n,) or None, prior config, generator) -> codes {level: (n, h, w)}
+    sample: Callable[..., dict[str, torch.Tensor]]
+    smoothed: bool = False  # trains with prior.label_smoothing (else on the plain likelihood it is measured by)
+    fills_masks: bool = False  # the model has ``complete(tokens, cond, steps, ...)``: inpaint, restyle, interpolate
+
+
+def build_prior(cfg: PriorConfig, layout: CodeLayout, n_classes: int) -> nn.Module:
+    return PRIORS[cfg.kind].build(cfg, layout, n_classes)
+
+
+def prior_loss(model, kind: str, layout: CodeLayout, codes: dict[str, torch.Tensor],
+               cond: torch.Tensor | None, generator: torch.Generator | None = None, label_smoothing: float = 0.0):
+    """(mean cross-entropy in nats, correct predictions, predictions) for one batch; with
+    ``label_smoothing`` the training loss (targets mixed with a uniform over the level's codes)."""
+    return PRIORS[kind].loss(model, layout, codes, cond, generator, label_smoothing)
+
+
+@torch.no_grad()
+def sample_codes(model, kind: str, layout: CodeLayout, n: int, cond: torch.Tensor | None, cfg: PriorConfig,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    return PRIORS[kind].sample(model, layout, n, cond, cfg, generator)
+
+
+def sampling_kwargs(cfg: PriorConfig, generator: torch.Generator | None) -> dict:
+    """The sampling settings every kind's ``generate`` takes."""
+    return dict(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, guidance=cfg.guidance,
+                generator=generator)
 
 
 def smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0, dim: int = -1,
@@ -51,45 +81,11 @@ def smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing
     return nll.sum() if reduction == "sum" else nll.mean()
 
 
-def prior_loss(model, kind: str, layout: CodeLayout, codes: dict[str, torch.Tensor],
-               cond: torch.Tensor | None, generator: torch.Generator | None = None, label_smoothing: float = 0.0):
-    """(mean cross-entropy in nats, correct predictions, predicted codes) for one batch; with
-    ``label_smoothing`` the training loss (targets mixed with a uniform over the level's codes)."""
-    if kind == "pixelsnail":
-        logits = model(codes, cond)
-        losses, correct, count = [], 0, 0
-        for lv in layout.levels:
-            lg, tgt = logits[lv].float(), codes[lv]
-            losses.append(smoothed_cross_entropy(lg, tgt, label_smoothing, dim=1, reduction="sum"))
-            correct += int((lg.argmax(1) == tgt).sum())
-            count += tgt.numel()
-        return torch.stack(losses).sum() / count, correct, count
-    tokens = layout.flatten(codes)
-    if kind == "maskgit":
-        # mask outside the (possibly DDP-wrapped) module, predict through its forward
-        inner = model.module if hasattr(model, "module") else model
-        masked, mask = inner.mask_for_training(tokens, generator)
-        logits = model(masked, cond)[mask].float()
-        target = tokens[mask]
-        return (smoothed_cross_entropy(logits, target, label_smoothing), int((logits.argmax(-1) == target).sum()),
-                int(mask.sum()))
-    logits = model(tokens, cond).float()
-    loss = smoothed_cross_entropy(logits, tokens, label_smoothing)
-    return loss, int((logits.argmax(-1) == tokens).sum()), tokens.numel()
+def token_loss(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0):
+    """(mean cross-entropy, correct, count) of (…, V) logits against (…) targets."""
+    logits = logits.float()
+    return smoothed_cross_entropy(logits, target, smoothing), int((logits.argmax(-1) == target).sum()), target.numel()
 
 
 def nats_to_bits(x: float) -> float:
     return x / math.log(2)
-
-
-@torch.no_grad()
-def sample_codes(model, kind: str, layout: CodeLayout, n: int, cond: torch.Tensor | None, cfg: PriorConfig,
-                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    kw = dict(temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, guidance=cfg.guidance,
-              generator=generator)
-    if kind == "pixelsnail":
-        return model.generate(n, cond, **kw)
-    if kind == "maskgit":
-        return layout.unflatten(model.generate(n, cond, steps=cfg.maskgit_steps,
-                                               choice_temperature=cfg.choice_temperature, **kw))
-    return layout.unflatten(model.generate(n, cond, **kw))

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emojiray.models.codes import CodeLayout, guided, sample_logits
+from emojiray.models.prior import PriorKind, sampling_kwargs, token_loss
 
 
 class KVCache:
@@ -146,3 +147,22 @@ class ARTransformer(nn.Module):
                 nxt = torch.cat([nxt, nxt])  # both halves continue from the same token
             tokens = torch.cat([tokens, nxt[:, None]], dim=1)
         return tokens[:n]
+
+
+# -- the prior kind "transformer" ------------------------------------------------------------------
+
+
+def _build(cfg, layout: CodeLayout, n_classes: int) -> ARTransformer:
+    return ARTransformer(layout, n_classes, cfg.dim, cfg.layers, cfg.heads, cfg.dropout)
+
+
+def _loss(model, layout: CodeLayout, codes, cond, generator=None, smoothing: float = 0.0):
+    tokens = layout.flatten(codes)
+    return token_loss(model(tokens, cond), tokens, smoothing)
+
+
+def _sample(model, layout: CodeLayout, n: int, cond, cfg, generator=None):
+    return layout.unflatten(model.generate(n, cond, **sampling_kwargs(cfg, generator)))
+
+
+PRIOR = PriorKind(build=_build, loss=_loss, sample=_sample)

@@ -28,12 +28,12 @@ from typing import Any
 from emojiray import __version__, storage
 from emojiray.config import EXTENSIONS
 from emojiray.errors import EmojirayError
+from emojiray.registry import PRIORS
 from emojiray.report import baselines as B
 from emojiray.report import plots
 from emojiray.report.events import read_scalars
 from emojiray.report.markup import CSS, Raw, esc, flatten, fmt, is_num, kv_table, table, verdict
 
-DEFAULT_PRIORS = ("pixelsnail", "transformer", "maskgit")
 # Files whose presence makes a folder a (possibly unfinished) pipeline run.
 RUN_MARKERS = ("pipeline.json", "data_summary.json", "eval_vqvae.json", "tokenizer/train_vqvae.json")
 
@@ -464,7 +464,7 @@ class ReportBuilder:
                 kind = name[len("samples_"):-len(".png")]
                 if kind not in kinds:
                     kinds.append(kind)
-        for kind in DEFAULT_PRIORS:
+        for kind in PRIORS:
             if kind not in kinds and (storage.exists(self.uri(f"prior_{kind}")) or storage.exists(self.uri(f"samples_{kind}"))):
                 kinds.append(kind)
         self.cache["prior_kinds"] = kinds

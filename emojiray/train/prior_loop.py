@@ -18,11 +18,12 @@ import pyarrow as pa
 import torch
 
 from emojiray import storage
-from emojiray.config import Config
+from emojiray.config import CONDITIONS, Config
 from emojiray.data.codes import LABELS, load_codes_manifest, read_code_tables
 from emojiray.errors import EmojirayError
 from emojiray.models.codes import CodeLayout
-from emojiray.models.prior import CONDITIONS, build_prior, nats_to_bits, prior_loss
+from emojiray.models.prior import build_prior, nats_to_bits, prior_loss
+from emojiray.registry import PRIORS
 from emojiray.train import harness
 from emojiray.train.loop_utils import autocast
 
@@ -110,7 +111,7 @@ class PriorFamily:
             log_every=tc.log_every)
         self.steps_per_epoch = max(1, spec["examples"] // (pc.batch_size * world))
         self.generator = torch.Generator(device=self.device).manual_seed(tc.seed + 1000 * rank)
-        self.smoothing = pc.label_smoothing if pc.kind == "maskgit" else 0.0
+        self.smoothing = pc.label_smoothing if PRIORS[pc.kind].smoothed else 0.0
 
     def examples(self, batch: dict[str, torch.Tensor]) -> int:
         return batch[self.layout.levels[0]].shape[0]

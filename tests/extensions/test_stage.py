@@ -21,7 +21,7 @@ def test_the_smoke_settings_pass():
     (["extensions.run=[interpolate,paint]"],
      r"config key 'extensions\.run' is \['interpolate', 'paint'\]: must be one of interpolate, condition, restyle, "
      r"upscale, inpaint \(each item\)"),
-    (["pipeline.priors=[transformer]", "extensions.run=[inpaint]"], "re-sample codes with MaskGIT"),
+    (["pipeline.priors=[transformer]", "extensions.run=[inpaint]"], "re-sample masked codes"),
     (["prior.condition=none", "extensions.extra_conditions=[]", "extensions.run=[condition]"],
      "needs a conditional prior"),
 ])
@@ -34,7 +34,7 @@ def test_bad_settings_are_one_line_errors(overrides, message):
 def test_the_pipeline_checks_them_before_its_first_stage(tmp_path):
     from emojiray.pipeline import run_pipeline
 
-    with pytest.raises(EmojirayError, match="re-sample codes with MaskGIT"):
+    with pytest.raises(EmojirayError, match="re-sample masked codes"):
         run_pipeline(_cfg("pipeline.priors=[transformer]", "extensions.run=[inpaint]"), str(tmp_path / "run"),
                      log=lambda *_: None)
     assert not (tmp_path / "run").exists()  # nothing prepared, nothing written

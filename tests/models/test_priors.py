@@ -12,6 +12,7 @@ from emojiray.models.maskgit import MaskGIT, cosine_schedule
 from emojiray.models.pixelsnail import HierarchicalPixelSNAIL, PixelSNAIL
 from emojiray.models.prior import smoothed_cross_entropy
 from emojiray.models.transformer import ARTransformer
+from emojiray.registry import PRIORS
 
 LAYOUT = CodeLayout(levels=("top", "bottom"), grids=((2, 2), (4, 4)), sizes=(5, 7))
 
@@ -140,7 +141,7 @@ def test_maskgit_training_masks_follow_the_cosine_schedule():
     assert torch.equal(masked[~mask], tokens[~mask])
     # E[ceil(cos(pi r / 2) N)] for r ~ U(0,1) is about 2N/pi (+0.5 for the ceiling)
     assert abs(counts.mean().item() - (2 * 20 / math.pi + 0.5)) < 0.5
-    loss, _, _ = model.loss(tokens[:8])
+    loss, _, _ = PRIORS["maskgit"].loss(model, LAYOUT, LAYOUT.unflatten(tokens[:8]), None)
     assert torch.isfinite(loss) and loss.item() > 0
 
 
