@@ -22,17 +22,16 @@ from typing import Any, ClassVar
 import yaml
 
 from emojiray.errors import EmojirayError
-from emojiray.registry import PRIORS, Registry
+from emojiray.registry import EXTENSIONS, PRIORS, Registry
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
 # The names a choice setting takes, each list written once (the modules that implement them import it).
-# Kinds of prior are plug-ins: their names come from the registry (emojiray/registry.py).
+# Kinds of prior and extensions are plug-ins: their names come from the registries (emojiray/registry.py).
 TOKENIZER_ARCHS = ("vqvae2", "vqvae")
 QUANTIZERS = ("vq", "fsq")
 LABELS = ("emotion", "category", "vendor")  # the per-image labels a prior or the classifier learns
 CONDITIONS = ("none", *LABELS)
-EXTENSIONS = ("interpolate", "condition", "restyle", "upscale", "inpaint")
 CODE_LEVELS = ("bottom", "top")
 EVAL_SPLITS = ("train", "val", "test", "heldout")  # heldout = val + test
 
@@ -311,7 +310,7 @@ class ExtensionsConfig:
     demo: list[str] = field(default_factory=lambda: ["grinning face", "crying face"])  # emoji of the demo sheets
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
-        "run": one_of(EXTENSIONS), "prior": PRIORS, "eval_images": ">= 0", "examples": ">= 1",
+        "run": EXTENSIONS, "prior": PRIORS, "eval_images": ">= 0", "examples": ">= 1",
         "seed": ">= 0", "condition_samples": ">= 1", "extra_conditions": one_of(LABELS)
     }
 

@@ -1,12 +1,13 @@
-"""Named plug-ins: the kinds of prior (and whatever else grows a list of choices).
+"""Named plug-ins: the kinds of prior and the extensions.
 
 A registry maps a name to an entry. Built-in entries are written as ``"module:attribute"`` and
 imported on first use, so that the config can check a name (``prior.kind``) without importing
 PyTorch, and no module has to import every implementation to know their names. A new kind of
-prior is one new file that defines its entry plus one line here (or one ``PRIORS.register`` call
-anywhere, e.g. in a test)::
+prior or a new extension is one new file that defines its entry plus one line here (or one
+``register`` call anywhere, e.g. in a test)::
 
     PRIORS.register("toy", PriorKind(build=..., loss=..., sample=...))
+    EXTENSIONS.register("toy", Extension(evaluate=..., demo=..., needs=(...)))
 
 This module imports nothing from the rest of the package but its error type.
 """
@@ -64,4 +65,14 @@ PRIORS = Registry("prior kind", {
     "pixelsnail": "emojiray.models.pixelsnail:PRIOR",
     "transformer": "emojiray.models.transformer:PRIOR",
     "maskgit": "emojiray.models.maskgit:PRIOR",
+})
+
+# The extensions the pipeline can run (`extensions.run`): each entry is an
+# emojiray.extensions.interface.Extension.
+EXTENSIONS = Registry("extension", {
+    "interpolate": "emojiray.extensions.interpolate:EXTENSION",
+    "condition": "emojiray.extensions.condition:EXTENSION",
+    "restyle": "emojiray.extensions.restyle:EXTENSION",
+    "upscale": "emojiray.extensions.upscale:EXTENSION",
+    "inpaint": "emojiray.extensions.inpaint:EXTENSION",
 })

@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -265,28 +266,22 @@ def _write_sheets(samples_uri, manifest, out, index, pix_dist, pix_idx, threshol
 # -- the driver -------------------------------------------------------------------------------------
 
 
-def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=None,
-                 feature_factory: Callable | None = None, feature_id: str = FEATURE_ID,
-                 force: bool = False, log=print) -> dict[str, Any]:
-    """Measure the sample run at ``samples_uri`` against the data set at ``real_uri`` (the
-    measurement of other samples or data at ``out`` is replaced only with ``force``)."""
-    import ray
-    from ray.util import ActorPool
+@dataclass
+class _Real:
+    """The real images a sample run is measured against: a seeded subset of each side."""
 
-    from emojiray.config import EvalConfig, RayConfig
+    train_pix: np.ndarray  # every training image (nearest neighbours, memorization)
+    train_lab: list | None  # their condition labels (None: unconditional samples)
+    train_rows: np.ndarray  # the subset with Inception features
+    held_pix: np.ndarray  # the held-out subset (val + test)
+    held_lab: list | None
+    held_rows: np.ndarray
+    cond_name: str | None
+
+
+def _real_images(real_uri: str, dmf: dict[str, Any], smf: dict[str, Any], cfg) -> _Real:
     from emojiray.data import shards
-    from emojiray.generate.sample_run import load_samples_manifest
-    from emojiray.metrics.fid import FeatureStats, frechet_distance
-    from emojiray.metrics.memorization import distinct_share, mean_pairwise_distance, memorization
-    from emojiray.progress import Progress
-    from emojiray.raykit import actor_pool_plan, init_ray
-    from emojiray.raykit import root_message
 
-    cfg, ray_cfg = cfg or EvalConfig(), ray_cfg or RayConfig()
-    samples_uri = storage.absolute(samples_uri)  # actors read it, whatever their working directory
-    t0 = time.perf_counter()
-    smf = load_samples_manifest(samples_uri)
-    dmf = shards.load_manifest(real_uri)
     if dmf["image"]["height"] != smf["image_size"]:
         raise EmojirayError(f"the samples are {smf['image_size']} px but {real_uri} holds "
                             f"{dmf['image']['height']} px images")
@@ -299,97 +294,141 @@ def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=No
         raise EmojirayError(f"{real_uri} needs images in the train split and in the held-out (val, test) splits")
     train_rows = shards.seeded_subset(len(train_pix), cfg.real_images, seed=0)
     held_rows = shards.seeded_subset(len(held_pix), cfg.real_images, seed=1)
-    held_pix = held_pix[held_rows]
-    held_lab = [held_lab[i] for i in held_rows] if held_lab is not None else None
+    return _Real(train_pix, train_lab, train_rows, held_pix[held_rows],
+                 [held_lab[i] for i in held_rows] if held_lab is not None else None, held_rows, cond_name)
 
-    storage.claim_output(out, "eval_samples.json", {"samples": samples_uri, "real": real_uri}, force)
+
+def _measure(samples_uri: str, smf: dict[str, Any], dmf: dict[str, Any], real: _Real, cfg, ray_cfg,
+             feature_factory, feature_id: str, log) -> tuple[str, dict[str, np.ndarray], dict, list]:
+    """Inception features and nearest training images in an actor pool: (device, real features by
+    side, held-out images' nearest-neighbour distances, per-shard sample measures)."""
+    import ray
+    from ray.util import ActorPool
+
+    from emojiray.progress import Progress
+    from emojiray.raykit import actor_pool_plan, init_ray, root_message
+
     init_ray(ray_cfg)
     # The actors read their shards themselves (no Ray Data beside them): ray.data_cpus need not be
     # kept free. Inception uses 2 threads well (1.4x one thread on 2 cores).
-    pool_plan = actor_pool_plan(ray_cfg, cfg.actors, cpus_per_actor=2, data_cpus=0)
-    count, threads, options = pool_plan["count"], pool_plan["threads"], pool_plan["options"]
-    use_gpu = "num_gpus" in options
-    worker_cls = ray.remote(FeatureWorker).options(max_restarts=2, max_task_retries=2, **options)
-    actors = [worker_cls.remote(feature_factory, threads) for _ in range(count)]
+    plan = actor_pool_plan(ray_cfg, cfg.actors, cpus_per_actor=2, data_cpus=0)
+    worker_cls = ray.remote(FeatureWorker).options(max_restarts=2, max_task_retries=2, **plan["options"])
+    actors = [worker_cls.remote(feature_factory, plan["threads"]) for _ in range(plan["count"])]
     pool = ActorPool(actors)
-    chunk = 1024 if use_gpu else 128
+    chunk = 1024 if "num_gpus" in plan["options"] else 128
+
+    def in_chunks(method, items, what: str, total: int, size=len, unit: str = "images", unordered: bool = False):
+        progress = Progress(total, f"eval-samples: {what}", unit=unit)
+        parts = []
+        for part in (pool.map_unordered if unordered else pool.map)(method, items):
+            parts.append(part)
+            progress.update(size(part))
+        progress.close()
+        return parts
 
     def features_of(pixels: np.ndarray, what: str) -> np.ndarray:
         refs = [ray.put(pixels[s:s + chunk]) for s in range(0, len(pixels), chunk)]
-        progress = Progress(len(pixels), f"eval-samples: {what} features", unit="images")
-        parts = []
-        for part in pool.map(lambda a, r: a.features.remote(r), refs):
-            parts.append(part)
-            progress.update(len(part))
-        progress.close()
-        return np.concatenate(parts)
+        return np.concatenate(in_chunks(lambda a, r: a.features.remote(r), refs, f"{what} features", len(pixels)))
 
     try:
         device = ray.get(actors[0].device.remote())
-        real_feats = {}
-        for split, splits, rows, pixels in (("train", ("train",), train_rows, None),
-                                            ("heldout", HELDOUT, held_rows, held_pix)):
-            key = _cache_key(dmf, splits, rows, feature_id)
-            cached = _load_cached(key)
-            if cached is not None and len(cached) == len(rows):
-                log(f"eval-samples: {split} features from the cache ({len(rows)} images)")
-                real_feats[split] = cached
-            else:
-                real_feats[split] = features_of(train_pix[rows] if pixels is None else pixels, split)
-                _save_cached(key, real_feats[split])
-        pix_ref, feat_ref = ray.put(train_pix), ray.put(real_feats["train"])
+        real_feats = _real_features(features_of, dmf, real, feature_id, log)
+        pix_ref, feat_ref = ray.put(real.train_pix), ray.put(real_feats["train"])
         ray.get([a.set_train.remote(pix_ref, feat_ref) for a in actors])
         held_nn = {k: np.concatenate(v) for k, v in _merge(pool.map(
-            lambda a, s: a.nearest.remote(held_pix[s:s + chunk], real_feats["heldout"][s:s + chunk]),
-            range(0, len(held_pix), chunk))).items()}
+            lambda a, s: a.nearest.remote(real.held_pix[s:s + chunk], real_feats["heldout"][s:s + chunk]),
+            range(0, len(real.held_pix), chunk))).items()}
         small = {k: smf[k] for k in ("image_size", "levels", "grids")}
-        progress = Progress(smf["count"], "eval-samples: sample features")
-        parts = []
-        for r in pool.map_unordered(lambda a, f: a.measure_shard.remote(samples_uri, f["path"], small), smf["files"]):
-            parts.append(r)
-            progress.update(len(r["index"]))
-        progress.close()
+        parts = in_chunks(lambda a, f: a.measure_shard.remote(samples_uri, f["path"], small), smf["files"],
+                          "sample features", smf["count"], size=lambda r: len(r["index"]),
+                          unit="samples", unordered=True)
     except ray.exceptions.RayError as exc:
         raise EmojirayError(f"evaluation failed: {root_message(exc)}") from None
     finally:
         for a in actors:
             ray.kill(a)
+    return device, real_feats, held_nn, parts
 
+
+def _real_features(features_of, dmf: dict[str, Any], real: _Real, feature_id: str, log) -> dict[str, np.ndarray]:
+    """The real subsets' Inception features: from this machine's cache, else computed and cached."""
+    out = {}
+    for split, splits, rows, pixels in (("train", ("train",), real.train_rows, None),
+                                        ("heldout", HELDOUT, real.held_rows, real.held_pix)):
+        key = _cache_key(dmf, splits, rows, feature_id)
+        cached = _load_cached(key)
+        if cached is not None and len(cached) == len(rows):
+            log(f"eval-samples: {split} features from the cache ({len(rows)} images)")
+            out[split] = cached
+        else:
+            out[split] = features_of(real.train_pix[rows] if pixels is None else pixels, split)
+            _save_cached(key, out[split])
+    return out
+
+
+def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=None,
+                 feature_factory: Callable | None = None, feature_id: str = FEATURE_ID,
+                 force: bool = False, log=print) -> dict[str, Any]:
+    """Measure the sample run at ``samples_uri`` against the data set at ``real_uri`` (the
+    measurement of other samples or data at ``out`` is replaced only with ``force``)."""
+    from emojiray.config import EvalConfig, RayConfig
+    from emojiray.data import shards
+    from emojiray.generate.sample_run import load_samples_manifest
+
+    cfg, ray_cfg = cfg or EvalConfig(), ray_cfg or RayConfig()
+    samples_uri = storage.absolute(samples_uri)  # actors read it, whatever their working directory
+    t0 = time.perf_counter()
+    smf = load_samples_manifest(samples_uri)
+    dmf = shards.load_manifest(real_uri)
+    real = _real_images(real_uri, dmf, smf, cfg)
+    storage.claim_output(out, "eval_samples.json", {"samples": samples_uri, "real": real_uri}, force)
+    device, real_feats, held_nn, parts = _measure(samples_uri, smf, dmf, real, cfg, ray_cfg, feature_factory,
+                                                  feature_id, log)
     parts.sort(key=lambda r: int(r["index"][0]))
     merged = _merge(parts)
-    index = np.concatenate(merged["index"])
-    fake = np.concatenate(merged["features"]).astype(np.float64)
-    conditions = [c for p in merged["condition"] for c in p]
-    pix_dist, pix_idx = np.concatenate(merged["pix_dist"]), np.concatenate(merged["pix_idx"])
-    feat_dist = np.concatenate(merged["feat_dist"])
-    held = real_feats["heldout"].astype(np.float64)
-    train = real_feats["train"].astype(np.float64)
+    result = {
+        "samples": samples_uri, "samples_created": smf.get("created"), "real": real_uri, "prior": smf["kind"],
+        "vqvae": smf["vqvae"], "prior_checkpoint": smf["prior"], "count": int(sum(len(i) for i in merged["index"])),
+        "image_size": smf["image_size"], "condition": smf["condition"], "params": smf["params"],
+        "device": device, "date": dt.date.today().isoformat(),
+        "samples_per_s": smf.get("samples_per_s"), "sample_device": smf.get("device"), "features": feature_id,
+        "real_images": {"heldout": int(len(real_feats["heldout"])), "train": int(len(real_feats["train"])),
+                        "train_pixels": int(len(real.train_pix))},
+        **_metrics(merged, real, real_feats, held_nn, cfg),
+    }
+    result["sheets"] = _write_sheets(samples_uri, smf, out, np.concatenate(merged["index"]),
+                                     np.concatenate(merged["pix_dist"]), np.concatenate(merged["pix_idx"]),
+                                     result["memorization"]["pixel_rmse"]["threshold"], real.train_pix,
+                                     [c for p in merged["condition"] for c in p])
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    storage.write_json(storage.join(out, "eval_samples.json"), result)
+    log(f"eval-samples: {result['count']} {smf['kind']} samples vs {len(real.held_pix)} held-out images: "
+        f"FID {_fmt(result['fid'])} (train {_fmt(result['fid_train'])}, real-vs-real floor "
+        f"{_fmt(result['real_vs_real_fid'])}), KID {_fmt(result['kid'], 4)}, precision {_fmt(result['precision'], 3)}, "
+        f"recall {_fmt(result['recall'], 3)}, memorized {100 * result['memorized_share']:.1f}% -> {out}")
+    return result
 
-    heldout_m = _distribution_metrics(fake, held, cfg)
-    train_m = _distribution_metrics(fake, train, cfg)
-    mem_pix = memorization(pix_dist, held_nn["pix_dist"], cfg.memorization_quantile)
-    mem_feat = memorization(feat_dist, held_nn["feat_dist"], cfg.memorization_quantile)
+
+def _metrics(merged: dict[str, list], real: _Real, real_feats: dict[str, np.ndarray], held_nn: dict, cfg) -> dict:
+    """FID, KID, precision/recall against both sides, memorization, diversity, per-condition FID."""
+    from emojiray.metrics.fid import FeatureStats, frechet_distance
+    from emojiray.metrics.memorization import distinct_share, mean_pairwise_distance, memorization
+
+    fake = np.concatenate(merged["features"]).astype(np.float64)
+    held, train = real_feats["heldout"].astype(np.float64), real_feats["train"].astype(np.float64)
+    heldout_m, train_m = _distribution_metrics(fake, held, cfg), _distribution_metrics(fake, train, cfg)
+    mem_pix = memorization(np.concatenate(merged["pix_dist"]), held_nn["pix_dist"], cfg.memorization_quantile)
+    mem_feat = memorization(np.concatenate(merged["feat_dist"]), held_nn["feat_dist"], cfg.memorization_quantile)
     hashes = [h for p in merged["code_hash"] for h in p]
     diversity = {"distinct_code_sequences": len(set(hashes)), "distinct_share": distinct_share(hashes),
                  "mean_pairwise_feature_distance": mean_pairwise_distance(fake) if len(fake) >= 2 else None,
                  "heldout_mean_pairwise_feature_distance": mean_pairwise_distance(held) if len(held) >= 2 else None}
     per_condition = {}
-    if cond_name:
-        train_lab_sub = [train_lab[i] for i in train_rows]
-        per_condition = _per_condition(cond_name, fake, conditions,
-                                       {"train": (train, train_lab_sub), "heldout": (held, held_lab)},
-                                       cfg.min_condition_images)
-    sheets = _write_sheets(samples_uri, smf, out, index, pix_dist, pix_idx, mem_pix["threshold"], train_pix,
-                           conditions)
-
-    result = {
-        "samples": samples_uri, "samples_created": smf.get("created"), "real": real_uri, "prior": smf["kind"], "vqvae": smf["vqvae"],
-        "prior_checkpoint": smf["prior"], "count": int(len(index)), "image_size": smf["image_size"],
-        "condition": smf["condition"], "params": smf["params"],
-        "device": device, "date": dt.date.today().isoformat(),
-        "samples_per_s": smf.get("samples_per_s"), "sample_device": smf.get("device"),
-        "features": feature_id,
-        "real_images": {"heldout": int(len(held)), "train": int(len(train)), "train_pixels": int(len(train_pix))},
+    if real.cond_name:
+        per_condition = _per_condition(real.cond_name, fake, [c for p in merged["condition"] for c in p],
+                                       {"train": (train, [real.train_lab[i] for i in real.train_rows]),
+                                        "heldout": (held, real.held_lab)}, cfg.min_condition_images)
+    return {
         "fid": heldout_m["fid"], "kid": heldout_m["kid"], "kid_std": heldout_m["kid_std"],
         "precision": heldout_m["precision"], "recall": heldout_m["recall"], "pr_images": heldout_m["images"],
         "fid_train": train_m["fid"], "kid_train": train_m["kid"], "kid_train_std": train_m["kid_std"],
@@ -401,15 +440,7 @@ def eval_samples(samples_uri: str, real_uri: str, out: str, cfg=None, ray_cfg=No
         "diversity": diversity,
         "per_condition": per_condition,
         "real_vs_real_fid": frechet_distance(FeatureStats.from_features(train), FeatureStats.from_features(held)),
-        "sheets": sheets,
-        "seconds": round(time.perf_counter() - t0, 2),
     }
-    storage.write_json(storage.join(out, "eval_samples.json"), result)
-    log(f"eval-samples: {result['count']} {smf['kind']} samples vs {len(held)} held-out images: "
-        f"FID {_fmt(result['fid'])} (train {_fmt(result['fid_train'])}, real-vs-real floor "
-        f"{_fmt(result['real_vs_real_fid'])}), KID {_fmt(result['kid'], 4)}, precision {_fmt(result['precision'], 3)}, "
-        f"recall {_fmt(result['recall'], 3)}, memorized {100 * result['memorized_share']:.1f}% -> {out}")
-    return result
 
 
 def _fmt(x, digits: int = 1) -> str:

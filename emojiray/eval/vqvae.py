@@ -57,50 +57,17 @@ def eval_vqvae(checkpoint: str, data_uri: str, out: str, split: str = "test", fi
         raise EmojirayError(f"the {split} split of {data_uri} is empty")
     storage.claim_output(out, "eval_vqvae.json", {"checkpoint": checkpoint, "data": data_uri}, force)
 
-    meter = ReconstructionMeter()
-    hists: dict[str, np.ndarray] = {}
-    real_stats, fake_stats = [], []
-    fid_count = 0
     features = None
     if fid:
         from emojiray.metrics.inception import InceptionFeatures
 
         features = InceptionFeatures(dev)
-    sheet = None
-    tables = (t for s in splits for t in shards.iter_tables(data_uri, manifest, s, columns=["image"]))
-    for table in tables:
-        pixels = shards.pixels_from_table(table, manifest)  # (N, H, W, 3) uint8
-        for start in range(0, len(pixels), batch_size):
-            real = torch.from_numpy(pixels[start:start + batch_size].copy())
-            x = to_model_input(real, dev, channels_last=False)
-            out_ = model(x)
-            recon = out_.recon.float().clamp(-1, 1)
-            meter.update(recon, x)
-            for level, codes in out_.codes.items():
-                hists[level] = hists.get(level, 0) + code_histogram(codes, model.quantizers[level].K)
-            recon_u8 = from_model_output(recon)
-            take = len(real) if not fid_images else max(0, min(len(real), fid_images - fid_count))
-            if features is not None and take > 0:
-                real_stats.append(FeatureStats.from_features(features(real.numpy()[:take])))
-                fake_stats.append(FeatureStats.from_features(features(recon_u8[:take])))
-                fid_count += take
-            if sheet is None:
-                n = min(16, len(real))
-                sheet = grid(np.concatenate([real.numpy()[:n], recon_u8[:n]]), ncols=n)
-
-    rec = meter.compute()
+    rec, hists, stats, sheet = _measure(model, data_uri, manifest, splits, dev, batch_size, features, fid_images)
     grids = model.grid_sizes(size)
     K = {level: q.K for level, q in model.quantizers.items()}
-    levels = {}
-    for level, h in hists.items():
-        levels[level] = {
-            "codebook_size": K[level],
-            "grid": list(grids[level]),
-            "codes_used": usage(h),
-            "perplexity": perplexity(h),
-            "kl_uniform_nats": kl_from_uniform(h, K[level]),
-            "entropy_bits": entropy_bits(h),
-        }
+    levels = {level: {"codebook_size": K[level], "grid": list(grids[level]), "codes_used": usage(h),
+                      "perplexity": perplexity(h), "kl_uniform_nats": kl_from_uniform(h, K[level]),
+                      "entropy_bits": entropy_bits(h)} for level, h in hists.items()}
     result = {
         "checkpoint": checkpoint,
         "data": data_uri,
@@ -112,8 +79,8 @@ def eval_vqvae(checkpoint: str, data_uri: str, out: str, split: str = "test", fi
         "mse": rec["mse"],
         "psnr": rec["psnr"],
         "ssim": rec["ssim"],
-        "rfid": frechet_distance(FeatureStats.merge(real_stats), FeatureStats.merge(fake_stats)) if fid else None,
-        "rfid_images": fid_count if fid else 0,
+        "rfid": frechet_distance(FeatureStats.merge(stats["real"]), FeatureStats.merge(stats["fake"])) if fid else None,
+        "rfid_images": stats["count"] if fid else 0,
         "levels": levels,
         "codes_used": {level: v["codes_used"] for level, v in levels.items()},
         "bits_per_image": bits_per_image(grids, K),
@@ -126,3 +93,36 @@ def eval_vqvae(checkpoint: str, data_uri: str, out: str, split: str = "test", fi
         + "codes used " + ", ".join(f"{lv} {v['codes_used']}/{v['codebook_size']}" for lv, v in levels.items())
         + f" -> {out}")
     return result
+
+
+@torch.no_grad()
+def _measure(model, data_uri: str, manifest: dict[str, Any], splits: tuple[str, ...], dev, batch_size: int,
+             features, fid_images: int):
+    """One pass over the splits: (reconstruction metrics, code histograms per level, Inception
+    feature statistics {"real", "fake", "count"} of the first ``fid_images`` (0 = all), the sheet of
+    the first 16 images over their reconstructions)."""
+    meter = ReconstructionMeter()
+    hists: dict[str, np.ndarray] = {}
+    stats: dict[str, Any] = {"real": [], "fake": [], "count": 0}
+    sheet = None
+    tables = (t for s in splits for t in shards.iter_tables(data_uri, manifest, s, columns=["image"]))
+    for table in tables:
+        pixels = shards.pixels_from_table(table, manifest)  # (N, H, W, 3) uint8
+        for start in range(0, len(pixels), batch_size):
+            real = torch.from_numpy(pixels[start:start + batch_size].copy())
+            x = to_model_input(real, dev, channels_last=False)
+            out = model(x)
+            recon = out.recon.float().clamp(-1, 1)
+            meter.update(recon, x)
+            for level, codes in out.codes.items():
+                hists[level] = hists.get(level, 0) + code_histogram(codes, model.quantizers[level].K)
+            recon_u8 = from_model_output(recon)
+            take = len(real) if not fid_images else max(0, min(len(real), fid_images - stats["count"]))
+            if features is not None and take > 0:
+                stats["real"].append(FeatureStats.from_features(features(real.numpy()[:take])))
+                stats["fake"].append(FeatureStats.from_features(features(recon_u8[:take])))
+                stats["count"] += take
+            if sheet is None:
+                n = min(16, len(real))
+                sheet = grid(np.concatenate([real.numpy()[:n], recon_u8[:n]]), ncols=n)
+    return meter.compute(), hists, stats, sheet

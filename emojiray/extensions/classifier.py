@@ -104,10 +104,8 @@ class ClassifierFamily:
 
     name = KIND
     score = ("val_score", "max")
+    batch_key = "classifier.batch_size"  # the config key of the per-worker batch size
 
-    @staticmethod
-    def batch_size(cfg: Config) -> tuple[str, int]:
-        return "classifier.batch_size", cfg.classifier.batch_size
 
     def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
                  rank: int = 0):

@@ -35,6 +35,7 @@ from emojiray import storage
 from emojiray.data.shards import seeded_subset
 from emojiray.errors import EmojirayError
 from emojiray.extensions import common
+from emojiray.extensions.interface import Extension
 
 MIN_BOX = 11  # SSIM's Gaussian window
 
@@ -282,3 +283,15 @@ def inpaint_files(specs: list[str], mask_spec: str, paths: common.RunPaths, cfg,
         written.append(common.write_sheet(storage.join(out, f"inpaint_{stem}.png"), [(label, row)], len(row)))
         log(f"inpaint: {label}: {completions} completion(s) -> {written[-1]}")
     return written
+
+
+# -- as the pipeline runs it (emojiray.extensions.interface) ---------------------------------------
+
+
+DEMO_MASK = "box:0.2,0.5,0.8,0.9"  # the demo hides the lower part of the face
+
+
+EXTENSION = Extension(evaluate=lambda run: evaluate_inpaint(run.paths, run.cfg, run.out),
+                      demo=lambda run, names, log=print: inpaint_files(names[:1], DEMO_MASK, run.paths, run.cfg,
+                                                                     run.out, run.cfg.inpaint.completions, log=log),
+                      needs=("mask_prior",), headline=("methods", "vs_naive_fill", "images"))

@@ -43,6 +43,7 @@ from emojiray import storage
 from emojiray.devices import resolve_device
 from emojiray.errors import EmojirayError
 from emojiray.extensions import common
+from emojiray.extensions.interface import Extension, ExtensionRun
 
 METHODS = ("crossfade", "latent", "prior")
 ROW_LABELS = {"crossfade": "pixel crossfade", "latent": "latent (VQ-VAE)", "prior": "prior (MaskGIT)"}
@@ -313,3 +314,15 @@ def evaluate_interpolation(paths: common.RunPaths, cfg, out: str, features: Call
         + ", ".join(f"{m} {v['step_variance']:.3f}" for m, v in methods.items())
         + f" (vs crossfade: {ratios}) -> {out}")
     return record
+
+
+# -- as the pipeline runs it (emojiray.extensions.interface) ---------------------------------------
+
+
+def _demo(run: ExtensionRun, names: list[str], log=print) -> None:
+    if len(names) >= 2:
+        interpolate(names[0], names[1], run.paths, run.cfg, run.out, log=log)
+
+
+EXTENSION = Extension(evaluate=lambda run: evaluate_interpolation(run.paths, run.cfg, run.out), demo=_demo,
+                      needs=("mask_prior",), headline=("methods", "pairs"))

@@ -33,6 +33,7 @@ from emojiray import storage
 from emojiray.data.shards import seeded_subset
 from emojiray.errors import EmojirayError
 from emojiray.extensions import common
+from emojiray.extensions.interface import Extension, ExtensionRun
 
 
 @torch.no_grad()
@@ -148,49 +149,23 @@ def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable |
     gen = sampler.generator(ec.seed)
 
     def restyled(pairs, share):
-        return {d: restyle(sampler, src, d[1], share, rc.guidance, rc.steps, gen, levels=rc.levels) for d, (src, _) in pairs.items()}
+        return {d: restyle(sampler, src, d[1], share, rc.guidance, rc.steps, gen, levels=rc.levels)
+                for d, (src, _) in pairs.items()}
 
     shares = [rc.share] if rc.share else list(rc.shares)
-    chosen, val_psnr = shares[0], {}
-    if not rc.share and len(shares) > 1:
-        val = _pairs(paths.data, "val", vendors, ec.eval_images, ec.seed)
-        if val:
-            for share in shares:
-                out_v = restyled(val, share)
-                val_psnr[share] = float(np.mean(np.concatenate([common.image_scores(out_v[d], t)[0] for d, (_, t) in val.items()])))
-            chosen = max(val_psnr, key=val_psnr.get)
-            log(f"restyle: share chosen on the validation split: {chosen} "
-                f"(PSNR to the target vendor {', '.join(f'{s}: {v:.2f}' for s, v in val_psnr.items())})")
+    chosen, val_psnr = _choose_share(restyled, shares, paths.data, vendors, ec, log) if not rc.share and \
+        len(shares) > 1 else (shares[0], {})
     test = _pairs(paths.data, "test", vendors, ec.eval_images, ec.seed + 1)
     if not test:
         raise EmojirayError(f"the test split of {paths.data} has no emoji drawn by two of {', '.join(vendors)}")
-
-    methods: dict[str, dict[str, np.ndarray]] = {"source": {d: s for d, (s, _) in test.items()},
-                                                 "vq_source": {d: common.decode(sampler.vqvae, common.encode(
-                                                     sampler.vqvae, s, sampler.device)) for d, (s, _) in test.items()}}
+    methods: dict[str, dict[str, np.ndarray]] = {
+        "source": {d: s for d, (s, _) in test.items()},
+        "vq_source": {d: common.decode(sampler.vqvae, common.encode(sampler.vqvae, s, sampler.device))
+                      for d, (s, _) in test.items()}}
     for share in shares:
         methods[f"restyle_{share:g}"] = restyled(test, share)
-    targets = {d: t for d, (_, t) in test.items()}
-    target_feats = {d: features(t) for d, t in targets.items()}
-    report: dict[str, Any] = {}
-    for name, per_dir in methods.items():
-        # per direction: pooled over both directions the sources and the targets are the same set
-        rows = {}
-        for d in test:
-            psnr, ssim = common.image_scores(per_dir[d], targets[d])
-            rows[d] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "n": len(psnr),
-                       "fid": common.fid(features(per_dir[d]), target_feats[d])}
-            if vendor_probs is not None:
-                rows[d]["vendor_agreement"] = float((vendor_probs(per_dir[d]).argmax(1) == vendors.index(d[1])).mean())
-        weights = np.array([r["n"] for r in rows.values()], float)
-        row = {k: float(np.average([r[k] for r in rows.values()], weights=weights))
-               for k in ("psnr", "ssim", "vendor_agreement") if k in next(iter(rows.values()))}
-        fids = [r["fid"] for r in rows.values()]
-        row["fid"] = None if any(f is None for f in fids) else float(np.mean(fids))
-        row["per_direction"] = {f"{a}->{b}": r for (a, b), r in rows.items()}
-        report[name] = row
-    best = f"restyle_{chosen:g}"
-    base = report["source"]
+    report = _score(methods, test, features, vendor_probs, vendors)
+    best, base = f"restyle_{chosen:g}", report["source"]
     record = {
         "extension": "restyle", "device": str(sampler.device), "date": dt.date.today().isoformat(),
         "prior": paths.vendor_prior, "vqvae": sampler.vqvae_uri, "data": paths.data, "vendors": vendors,
@@ -207,17 +182,56 @@ def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable |
     }
     storage.write_json(storage.join(out, "restyle.json"), common.json_safe(record))
     show = max(1, ec.examples)
-    rows = []
-    for d in test:
-        n = min(show, len(targets[d]))
-        rows += [(f"{d[0]} (source)", test[d][0][:n]), (f"-> {d[1]} (share {chosen:g})", methods[best][d][:n]),
-                 (f"{d[1]} (real)", targets[d][:n])]
+    rows = [row for d, (source, target) in test.items() for row in (
+        (f"{d[0]} (source)", source[:show]), (f"-> {d[1]} (share {chosen:g})", methods[best][d][:show]),
+        (f"{d[1]} (real)", target[:show]))]
     common.write_sheet(storage.join(out, "restyle.png"), rows, show)
     b = report[best]
     log(f"restyle: {sum(len(s) for s, _ in test.values())} held-out pairs, share {chosen:g}: PSNR to the real target "
         f"{b['psnr']:.2f} dB vs unchanged source {base['psnr']:.2f}; SSIM {b['ssim']:.3f} vs {base['ssim']:.3f}; "
         f"FID {_f(b['fid'])} vs {_f(base['fid'])} -> {out}")
     return record
+
+
+def _choose_share(restyled, shares: list[float], data: str, vendors: list[str], ec, log) -> tuple[float, dict]:
+    """The share with the best PSNR to the real target drawing on the validation split: (share, PSNR by share)."""
+    val = _pairs(data, "val", vendors, ec.eval_images, ec.seed)
+    if not val:
+        return shares[0], {}
+    val_psnr = {}
+    for share in shares:
+        out_v = restyled(val, share)
+        val_psnr[share] = float(np.mean(np.concatenate([common.image_scores(out_v[d], t)[0]
+                                                        for d, (_, t) in val.items()])))
+    chosen = max(val_psnr, key=val_psnr.get)
+    log(f"restyle: share chosen on the validation split: {chosen} "
+        f"(PSNR to the target vendor {', '.join(f'{s}: {v:.2f}' for s, v in val_psnr.items())})")
+    return chosen, val_psnr
+
+
+def _score(methods: dict[str, dict], test: dict, features: Callable, vendor_probs: Callable | None,
+           vendors: list[str]) -> dict[str, Any]:
+    """PSNR, SSIM, FID (and vendor agreement) of each method against the real target drawings, per
+    direction and pooled (weighted by pairs: over both directions sources and targets are one set)."""
+    targets = {d: t for d, (_, t) in test.items()}
+    target_feats = {d: features(t) for d, t in targets.items()}
+    report: dict[str, Any] = {}
+    for name, per_dir in methods.items():
+        rows = {}
+        for d in test:
+            psnr, ssim = common.image_scores(per_dir[d], targets[d])
+            rows[d] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "n": len(psnr),
+                       "fid": common.fid(features(per_dir[d]), target_feats[d])}
+            if vendor_probs is not None:
+                rows[d]["vendor_agreement"] = float((vendor_probs(per_dir[d]).argmax(1) == vendors.index(d[1])).mean())
+        weights = np.array([r["n"] for r in rows.values()], float)
+        row = {k: float(np.average([r[k] for r in rows.values()], weights=weights))
+               for k in ("psnr", "ssim", "vendor_agreement") if k in next(iter(rows.values()))}
+        fids = [r["fid"] for r in rows.values()]
+        row["fid"] = None if any(f is None for f in fids) else float(np.mean(fids))
+        row["per_direction"] = {f"{a}->{b}": r for (a, b), r in rows.items()}
+        report[name] = row
+    return report
 
 
 def _f(x) -> str:
@@ -293,3 +307,19 @@ def _other_vendor(sampler, target: str) -> str:
     sampler.condition_id(target)  # one-line error for an unknown vendor
     others = [v for v in sampler.condition_values if v != target]
     return others[0] if others else ""
+
+
+# -- as the pipeline runs it (emojiray.extensions.interface) ---------------------------------------
+
+
+def _demo(run: ExtensionRun, names: list[str], log=print) -> None:
+    from emojiray.models import checkpoint as ckpt
+
+    with ckpt.LocalCopy(run.paths.vendor_prior) as d:
+        vendors = list(ckpt.read_meta(d, kind="prior").get("vocab", {}).get("vendor", []))
+    if names and len(vendors) >= 2:
+        restyle_files(names[:1], vendors[-1], run.paths, run.cfg, run.out, variants=2, log=log)
+
+
+EXTENSION = Extension(evaluate=lambda run: evaluate_restyle(run.paths, run.cfg, run.out), demo=_demo,
+                      needs=("vendor_prior", "classifier"), headline=("methods", "vs_source", "chosen_share", "pairs"))

@@ -43,6 +43,7 @@ from emojiray.config import Config, config_from_dict
 from emojiray.data.shards import seeded_subset
 from emojiray.errors import EmojirayError
 from emojiray.extensions import common
+from emojiray.extensions.interface import Extension
 from emojiray.images import to_model_input
 from emojiray.models.upscaler import LowResEncoder
 from emojiray.models import checkpoint as ckpt
@@ -164,10 +165,8 @@ class UpscalerFamily:
 
     name = KIND
     score = ("val_psnr", "max")
+    batch_key = "upscale.batch_size"  # the config key of the per-worker batch size
 
-    @staticmethod
-    def batch_size(cfg: Config) -> tuple[str, int]:
-        return "upscale.batch_size", cfg.upscale.batch_size
 
     def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
                  rank: int = 0):
@@ -324,6 +323,23 @@ def load_pair(upscaler_uri: str, vqvae_uri: str = "", device=None):
 # -- the metric -------------------------------------------------------------------------------------
 
 
+def _score(results: dict[str, np.ndarray], images: np.ndarray, features) -> tuple[dict, dict]:
+    """(PSNR, SSIM, FID of each method against the real images; each method against bicubic)."""
+    real_feats = np.asarray(features(images))
+    methods = {}
+    for name, imgs in results.items():
+        psnr, ssim = common.image_scores(imgs, images)
+        methods[name] = {"psnr": float(psnr.mean()), "ssim": float(ssim.mean()), "psnr_std": float(psnr.std()),
+                         "ssim_std": float(ssim.std()), "fid": common.fid(np.asarray(features(imgs)), real_feats)}
+    base, vs = methods["bicubic"], {}
+    for name, m in methods.items():
+        if name != "bicubic":
+            vs[name] = {"psnr_db": m["psnr"] - base["psnr"], "ssim": m["ssim"] - base["ssim"],
+                        "ssim_ratio": m["ssim"] / base["ssim"] if base["ssim"] else None,
+                        "fid_ratio": m["fid"] / base["fid"] if m["fid"] is not None and base["fid"] else None}
+    return methods, vs
+
+
 def evaluate_upscale(paths: common.RunPaths, cfg: Config, out: str,
                      features: Callable[[np.ndarray], np.ndarray] | None = None, log=print) -> dict[str, Any]:
     """Upscale held-out emoji (val + test) from their low-res versions; write ``upscale.json`` and
@@ -353,22 +369,9 @@ def evaluate_upscale(paths: common.RunPaths, cfg: Config, out: str,
         "nearest": nearest(low, size),
         "vq_reconstruction": common.decode(vqvae, true_codes),
     }
-    features = features or common.inception_features(device)
-    real_feats = np.asarray(features(images))
-    methods = {}
-    for name, imgs in results.items():
-        psnr, ssim = common.image_scores(imgs, images)
-        methods[name] = {"psnr": float(psnr.mean()), "ssim": float(ssim.mean()), "psnr_std": float(psnr.std()),
-                         "ssim_std": float(ssim.std()), "fid": common.fid(np.asarray(features(imgs)), real_feats)}
+    methods, vs = _score(results, images, features or common.inception_features(device))
     methods["upscaler"]["code_accuracy"] = _code_accuracy(pred_codes, true_codes)
     base = methods["bicubic"]
-    vs = {}
-    for name, m in methods.items():
-        if name == "bicubic":
-            continue
-        fid_ratio = m["fid"] / base["fid"] if m["fid"] is not None and base["fid"] else None
-        vs[name] = {"psnr_db": m["psnr"] - base["psnr"], "ssim": m["ssim"] - base["ssim"],
-                    "ssim_ratio": m["ssim"] / base["ssim"] if base["ssim"] else None, "fid_ratio": fid_ratio}
     record = {
         "extension": "upscale", "device": str(device), "date": dt.date.today().isoformat(),
         "upscaler": paths.upscaler, "vqvae": meta["vqvae"] if not paths.vqvae else paths.vqvae, "data": paths.data,
@@ -449,3 +452,11 @@ def _shrink(image: np.ndarray, side: int) -> np.ndarray:
     from PIL import Image
 
     return _resize(image[None], side, Image.Resampling.BICUBIC)
+
+
+# -- as the pipeline runs it (emojiray.extensions.interface) ---------------------------------------
+
+
+EXTENSION = Extension(evaluate=lambda run: evaluate_upscale(run.paths, run.cfg, run.out),
+                      demo=lambda run, names, log=print: upscale_files(names[:1], run.paths, run.out, log=log),
+                      needs=("upscaler",), headline=("methods", "vs_bicubic", "images"))

@@ -26,9 +26,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from emojiray import __version__, storage
-from emojiray.config import EXTENSIONS
 from emojiray.errors import EmojirayError
-from emojiray.registry import PRIORS
+from emojiray.registry import EXTENSIONS, PRIORS
 from emojiray.report import baselines as B
 from emojiray.report import plots
 from emojiray.report.events import read_scalars

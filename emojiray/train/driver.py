@@ -146,7 +146,9 @@ def fit(family_cls, cfg: Config, spec: dict[str, Any], datasets, out: str, *, re
             storage.delete(storage.join(out, old))
     init_ray(cfg.ray)
     scaling = scaling or scaling_config(cfg.ray)
-    key, batch = family_cls.batch_size(cfg)
+    key = family_cls.batch_key
+    section, field = key.split(".")
+    batch = getattr(getattr(cfg, section), field)
     if spec["examples"] < batch * scaling.num_workers:
         raise EmojirayError(f"no full training batch: {spec['examples']} examples over {scaling.num_workers} "
                             f"worker(s) is fewer than {key}={batch}")

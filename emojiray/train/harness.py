@@ -52,6 +52,7 @@ class Schedule:
 class Family(Protocol):
     name: str  # checkpoint kind and Ray Train run name
     score: tuple[str, str] | None  # (metric, "min" | "max") that picks the best checkpoint; None = the last
+    batch_key: str  # the config key of the per-worker batch size ("train.batch_size"), read by the Ray driver
     model: nn.Module  # the plain module (checkpoints, evaluation)
     net: nn.Module  # what trains: the model, or its DDP / compiled wrapper
     opt: torch.optim.Optimizer
@@ -67,8 +68,6 @@ class Family(Protocol):
 
     def meta(self) -> dict[str, Any]: ...
 
-    # for the Ray driver: the config key and value of the per-worker batch size
-    # (a staticmethod ``batch_size(cfg) -> (key, value)``)
     # optional: ``trainer_state() -> dict`` and ``load_trainer_state(dict)``, what a resumable
     # checkpoint keeps of the family besides the model and ``opt`` (a discriminator and its optimiser)
 

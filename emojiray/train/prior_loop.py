@@ -90,10 +90,8 @@ class PriorFamily:
 
     name = RUN_NAME
     score = ("val_bits_per_code", "min")  # priors overfit small sets: keep the best on validation
+    batch_key = "prior.batch_size"  # the config key of the per-worker batch size
 
-    @staticmethod
-    def batch_size(cfg: Config) -> tuple[str, int]:
-        return "prior.batch_size", cfg.prior.batch_size
 
     def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
                  rank: int = 0):

@@ -53,10 +53,8 @@ class VQVAEFamily:
 
     name = RUN_NAME
     score = None  # the last checkpoint is the model (reconstruction does not overfit like priors)
+    batch_key = "train.batch_size"  # the config key of the per-worker batch size
 
-    @staticmethod
-    def batch_size(cfg: Config) -> tuple[str, int]:
-        return "train.batch_size", cfg.train.batch_size
 
     def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
                  rank: int = 0):

@@ -257,8 +257,20 @@ def test_pipeline_job_on_s3_resumes_a_killed_training_run(head, s3):
     images, _ = Sampler(storage.join(run, "prior_maskgit", "prior"), device="cpu").sample(2, seed=0)
     assert np.asarray(images).shape == (2, 32, 32, 3)
 
+    # 4. the same job once more: every stage is up to date and keeps what it recorded
+    _submit(address, env, "emojiray-3", run)
+    assert _wait(address, env, "emojiray-3", 300) == "SUCCEEDED", _logs(address, env, "emojiray-3")
+    again = storage.read_json(storage.join(run, "pipeline.json"))["stages"]
+    skipped = [name for name, st in again.items() if st.get("skipped")]
+    assert skipped == ["train_vqvae", "eval_vqvae", "extract_codes", "prior_maskgit", "samples_maskgit"], again
+    for name in ("samples_maskgit", "extensions"):  # as JSON: a NaN metric equals itself there
+        kept = {k: v for k, v in again[name].items() if k not in ("seconds", "skipped")}
+        assert json.dumps(kept, sort_keys=True) == json.dumps(
+            {k: v for k, v in record["stages"][name].items() if k != "seconds"}, sort_keys=True)
+    assert storage.read_json(storage.join(run, "tokenizer", "train_vqvae.json")) == train
+
     # credentials never reach logs or artifacts
-    texts = [logs, _logs(address, env, "emojiray-1")]
+    texts = [logs, _logs(address, env, "emojiray-1"), _logs(address, env, "emojiray-3")]
     texts += [storage.read_text(u) for u in storage.list_files(run) if u.endswith((".json", ".txt", ".log"))]
     for text in texts:
         assert secret_key not in text and env["RAY_AUTH_TOKEN"] not in text

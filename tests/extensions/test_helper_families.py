@@ -55,7 +55,7 @@ def test_classifier_family_learns_evaluates_deterministically_and_checkpoints_wh
                                              lr=3e-3), train=TrainConfig(seed=0))
     spec = {"labels": ["category", "vendor"], "vocab": vocab, "image_size": 32, "examples": 64, "data": "toy",
             "class_weights": {lb: class_weights(train[lb].numpy(), 2).tolist() for lb in vocab}}
-    assert ClassifierFamily.batch_size(cfg) == ("classifier.batch_size", 16)
+    assert ClassifierFamily.batch_key == "classifier.batch_size" and cfg.classifier.batch_size == 16
     torch.manual_seed(0)
     fam = ClassifierFamily(cfg, spec)
     sc = fam.schedule
@@ -99,7 +99,7 @@ def test_upscaler_family_learns_the_codes_and_evaluates_deterministically(tmp_pa
     spec = {"vqvae": vq_uri, "vqvae_fingerprint": vqvae_fingerprint(vq), "factor": 2, "input_size": 16,
             "image_size": 32, "grids": {lv: list(g) for lv, g in grids.items()},
             "codebook_sizes": {lv: q.K for lv, q in vq.quantizers.items()}, "examples": 64, "data": "toy"}
-    assert UpscalerFamily.batch_size(cfg) == ("upscale.batch_size", 16)
+    assert UpscalerFamily.batch_key == "upscale.batch_size" and cfg.upscale.batch_size == 16
     torch.manual_seed(0)
     fam = UpscalerFamily(cfg, spec)
     reports = Reports()
