@@ -9,12 +9,12 @@ line per mode and the JSON of all. A measurement, not a test.
 """
 import sys, time, torch, numpy as np, contextlib, json
 from emojiray.config import load_config
-from emojiray.extensions.common import read_images
+from emojiray.data.shards import read_arrays
 from emojiray.train import harness
 import emojiray.train.vqvae_loop as VL
 size_args = {"smoke": [], "ref": ["model.channels=128","model.codebook_size=[512,512]","model.code_dim=[64,64]","train.batch_size=128"]}[sys.argv[1]]
 seconds=float(sys.argv[2])
-train,_=read_images("results/bench/data-32",("train",),()); val,_=read_images("results/bench/data-32",("val",),())
+train,_=read_arrays("results/bench/data-32",("train",),()); val,_=read_arrays("results/bench/data-32",("val",),())
 out={}
 for mode in sys.argv[3].split(","):
     VL.autocast = (lambda d,b: torch.autocast("cpu",dtype=torch.bfloat16)) if mode=="bf16" else (lambda d,b: contextlib.nullcontext())

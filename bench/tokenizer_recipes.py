@@ -28,8 +28,8 @@ import recipe_rows  # noqa: E402
 
 from emojiray import storage  # noqa: E402
 from emojiray.config import load_config  # noqa: E402
+from emojiray.data.shards import read_arrays  # noqa: E402
 from emojiray.eval.vqvae import eval_vqvae  # noqa: E402
-from emojiray.extensions.common import read_images  # noqa: E402
 from emojiray.models import checkpoint as ckpt  # noqa: E402
 from emojiray.train import harness  # noqa: E402
 from emojiray.train.vqvae_loop import VQVAEFamily  # noqa: E402
@@ -89,7 +89,7 @@ def main() -> None:
 def measure(name: str, preset: str, overrides: list[str], args) -> dict:
     cfg = load_config(preset, [*overrides, "train.epochs=100000",
                                f"train.max_seconds={0 if args.steps else args.seconds}"])
-    train, _ = read_images(args.data, ("train",), ())
+    train, _ = read_arrays(args.data, ("train",), ())
     torch.manual_seed(cfg.train.seed)
     family = VQVAEFamily(cfg, {"image_size": cfg.data.size, "examples": len(train)})
     if args.init:

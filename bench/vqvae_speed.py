@@ -36,8 +36,8 @@ from emojiray import storage
 from emojiray.config import load_config
 from emojiray.data import shards
 from emojiray.data.prepare import prepare
+from emojiray.data.shards import read_arrays
 from emojiray.eval.vqvae import eval_vqvae
-from emojiray.extensions.common import read_images
 from emojiray.report import baselines as B
 from emojiray.train import harness
 from emojiray.train.vqvae_loop import VQVAEFamily, train_vqvae
@@ -143,7 +143,7 @@ def main() -> None:
 
 def bare_loop(cfg, data: str, seconds: float) -> dict:
     """The harness's own train step on the train split in memory, one process, no Ray."""
-    train, _ = read_images(data, ("train",), ())
+    train, _ = read_arrays(data, ("train",), ())
     torch.manual_seed(cfg.train.seed)
     family = VQVAEFamily(cfg, {"image_size": cfg.data.size, "examples": len(train)})
     family.schedule.max_seconds, family.schedule.report_every_s = seconds, 0.0

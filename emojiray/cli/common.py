@@ -27,6 +27,15 @@ def claim_output(args: argparse.Namespace, out: str, record: str, **inputs: str 
     storage.claim_output(out, record, {k: v for k, v in inputs.items() if v}, getattr(args, "force", False))
 
 
+def evaluate_in_task(args: argparse.Namespace, cfg, paths, record: str, evaluate, **inputs: str | None) -> dict:
+    """An extension's ``--evaluate``: claim ``paths.out/record`` for these inputs, then run
+    ``evaluate(paths, cfg, paths.out)`` in one Ray task (a GPU of the cluster when there is one)."""
+    from emojiray.raykit import run_task
+
+    claim_output(args, paths.out, record, **inputs)
+    return run_task(evaluate, paths, cfg, paths.out, ray_cfg=cfg.ray)
+
+
 def absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
     """``args`` with every path option (and a folder:/parquet: --source) made absolute."""
     for name in PATH_OPTIONS:

@@ -36,7 +36,7 @@ def parse_samples(items: list[str]) -> dict[str, str]:
 
 
 def run(args) -> int:
-    from emojiray.extensions.common import RunPaths
+    from emojiray.extensions.paths import RunPaths
 
     cfg = config_from_args(args, **{"extensions.condition_samples": args.num_samples})
     sample_runs = parse_samples(args.samples)

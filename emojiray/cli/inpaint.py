@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_extension_args, claim_output, config_from_args
+from emojiray.cli.common import add_extension_args, config_from_args, evaluate_in_task
 from emojiray.errors import EmojirayError
 
 
@@ -18,17 +18,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from emojiray.extensions.common import RunPaths
+    from emojiray.extensions.paths import RunPaths
 
     cfg = config_from_args(args, **{"inpaint.completions": args.completions})
     paths = RunPaths.of(args.run, prior=args.prior, vqvae=args.vqvae, data=args.data, out=args.out)
     paths.need("out")
     if args.evaluate:
-        claim_output(args, paths.out, "inpaint.json", data=paths.data, prior=paths.prior)
         from emojiray.extensions.inpaint import evaluate_inpaint
-        from emojiray.raykit import run_task
 
-        run_task(evaluate_inpaint, paths, cfg, paths.out, ray_cfg=cfg.ray)
+        evaluate_in_task(args, cfg, paths, "inpaint.json", evaluate_inpaint, data=paths.data, prior=paths.prior)
         return 0
     if not args.inputs or not args.mask:
         raise EmojirayError("give --mask and one or more image files or emoji names (or --evaluate)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_extension_args, claim_output, config_from_args
+from emojiray.cli.common import add_extension_args, config_from_args, evaluate_in_task
 from emojiray.errors import EmojirayError
 
 
@@ -18,18 +18,17 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from emojiray.extensions.common import RunPaths
+    from emojiray.extensions.paths import RunPaths
 
     cfg = config_from_args(args, **{"interpolate.steps": args.steps})
     paths = RunPaths.of(args.run, prior=args.prior, vqvae=args.vqvae, data=args.data, out=args.out)
     paths.need("out")
     if args.evaluate:
         paths.need("data")
-        claim_output(args, paths.out, "interpolate.json", data=paths.data, prior=paths.prior)
         from emojiray.extensions.interpolate import evaluate_interpolation
-        from emojiray.raykit import run_task
 
-        run_task(evaluate_interpolation, paths, cfg, paths.out, ray_cfg=cfg.ray)
+        evaluate_in_task(args, cfg, paths, "interpolate.json", evaluate_interpolation, data=paths.data,
+                         prior=paths.prior)
         return 0
     if len(args.inputs) != 2:
         raise EmojirayError(f"give exactly two image files or emoji names (got {len(args.inputs)}), or --evaluate")

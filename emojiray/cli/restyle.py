@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_extension_args, claim_output, config_from_args
+from emojiray.cli.common import add_extension_args, config_from_args, evaluate_in_task
 from emojiray.errors import EmojirayError
 
 
@@ -20,18 +20,16 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from emojiray.extensions.common import RunPaths
+    from emojiray.extensions.paths import RunPaths
 
     cfg = config_from_args(args, **{"restyle.share": args.share})
     paths = RunPaths.of(args.run, vendor_prior=args.vendor_prior, vqvae=args.vqvae, data=args.data,
                         classifier=args.classifier, out=args.out)
     paths.need("out")
     if args.evaluate:
-        claim_output(args, paths.out, "restyle.json", data=paths.data, prior=paths.vendor_prior)
         from emojiray.extensions.restyle import evaluate_restyle
-        from emojiray.raykit import run_task
 
-        run_task(evaluate_restyle, paths, cfg, paths.out, ray_cfg=cfg.ray)
+        evaluate_in_task(args, cfg, paths, "restyle.json", evaluate_restyle, data=paths.data, prior=paths.vendor_prior)
         return 0
     if not args.inputs or not args.target:
         raise EmojirayError("give --to VENDOR and one or more image files or emoji names (or --evaluate)")

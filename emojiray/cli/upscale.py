@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, claim_output, config_from_args
+from emojiray.cli.common import add_config_args, config_from_args, evaluate_in_task
 from emojiray.errors import EmojirayError
 
 
@@ -26,17 +26,16 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from emojiray.extensions.common import RunPaths
+    from emojiray.extensions.paths import RunPaths
 
     cfg = config_from_args(args)
     paths = RunPaths.of(args.run, upscaler=args.upscaler, vqvae=args.vqvae, data=args.data, out=args.out)
     paths.need("out")
     if args.evaluate:
-        claim_output(args, paths.out, "upscale.json", data=paths.data, upscaler=paths.upscaler)
         from emojiray.extensions.upscale import evaluate_upscale
-        from emojiray.raykit import run_task
 
-        report = run_task(evaluate_upscale, paths, cfg, paths.out, ray_cfg=cfg.ray)
+        report = evaluate_in_task(args, cfg, paths, "upscale.json", evaluate_upscale, data=paths.data,
+                                  upscaler=paths.upscaler)
         up, bi = report["methods"]["upscaler"], report["methods"]["bicubic"]
         print(f"upscale: PSNR {up['psnr']:.2f} dB (bicubic {bi['psnr']:.2f}), SSIM {up['ssim']:.3f} "
               f"(bicubic {bi['ssim']:.3f}) -> {paths.out}")

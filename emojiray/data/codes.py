@@ -23,13 +23,11 @@ import numpy as np
 import pyarrow as pa
 
 from emojiray import storage
+from emojiray.config import LABELS
 from emojiray.data import shards
 from emojiray.errors import EmojirayError
 
 FORMAT = "emojiray-codes"
-LABELS = ("category", "vendor", "emotion")
-
-
 MIRROR = "~mirror"  # key suffix of a mirrored image's codes
 
 

@@ -201,3 +201,20 @@ def verify(uri: str, manifest: dict[str, Any]) -> list[str]:
         if h.hexdigest() != shard["sha256"]:
             problems.append(f"shard {shard['path']} does not match its SHA-256")
     return problems
+
+
+ROW_COLUMNS = ("key", "emoji_id", "name", "category", "vendor", "emotion", "split")  # read_arrays' default
+
+
+def read_arrays(data_uri: str, splits=("val", "test"), columns=ROW_COLUMNS) -> tuple[np.ndarray, dict[str, list]]:
+    """(pixels (N, H, W, 3) uint8, {column: values}) of the given splits, in manifest order."""
+    manifest = load_manifest(data_uri)
+    pix, labels = [], {c: [] for c in columns}
+    for split in splits:
+        for table in iter_tables(data_uri, manifest, split, columns=["image", *columns]):
+            pix.append(pixels_from_table(table, manifest).copy())
+            for c in columns:
+                labels[c].extend(table.column(c).to_pylist())
+    size = manifest["image"]["height"]
+    images = np.concatenate(pix) if pix else np.zeros((0, size, size, 3), np.uint8)
+    return images, labels

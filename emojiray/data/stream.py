@@ -17,10 +17,9 @@ import numpy as np
 import pyarrow as pa
 
 from emojiray import storage
+from emojiray.config import LABELS
 from emojiray.data import shards
 from emojiray.errors import EmojirayError
-
-LABEL_COLUMNS = ("category", "vendor", "emotion")
 
 
 def decode_batch(table: pa.Table, height: int, width: int, vocab: dict[str, list[str]],
@@ -55,7 +54,7 @@ def read_parquet(paths: list[str], filesystem):
         ctx.use_datasource_v2 = v2
 
 
-def read_images(uri: str, split: str | None = "train", labels: tuple[str, ...] = LABEL_COLUMNS,
+def read_images(uri: str, split: str | None = "train", labels: tuple[str, ...] = LABELS,
                 batch_size: int = 1024, manifest: dict[str, Any] | None = None):
     """A Ray Dataset of decoded images (and label ids) from the shards of one split."""
     manifest = manifest or shards.load_manifest(uri)

@@ -35,14 +35,16 @@ import torch
 import torch.nn.functional as F
 
 from emojiray import storage
-from emojiray.devices import resolve_device
 from emojiray.config import Config, config_from_dict
+from emojiray.data.shards import read_arrays
+from emojiray.devices import resolve_device
 from emojiray.errors import EmojirayError
-from emojiray.extensions.common import (RUN_DIR, check_helper_data, fit_helper, helper_schedule,
-                                        json_safe, publish_model, read_images, require_model)
+from emojiray.extensions.helpers import RUN_DIR, check_helper_data, fit_helper, helper_schedule, publish_model
+from emojiray.extensions.measures import json_safe
+from emojiray.extensions.paths import require_model
 from emojiray.images import resize_rgb, to_model_input
-from emojiray.models.classifier import EmojiClassifier
 from emojiray.models import checkpoint as ckpt
+from emojiray.models.classifier import EmojiClassifier
 from emojiray.train.loop_utils import autocast
 
 KIND = "classifier"
@@ -168,7 +170,7 @@ def train_classifier(data_uri: str, out: str, cfg: Config, force: bool = False, 
     metrics per head, class counts per split, training history); return that report.
 
     Runs in the driver process (it starts Ray Train): the arrays are read here, the Ray Train run
-    lives in ``out/train/`` (see :func:`common.fit_helper`) and the test split is measured here
+    lives in ``out/train/`` (see :func:`fit_helper`) and the test split is measured here
     afterwards, on this process's device. A classifier of another dataset at ``out`` is replaced
     only with ``force``."""
     from emojiray.data import shards
@@ -182,7 +184,7 @@ def train_classifier(data_uri: str, out: str, cfg: Config, force: bool = False, 
     vocab = {lb: list(manifest["vocab"][lb]) for lb in labels}
     sets = {}
     for split in ("train", "val", "test"):
-        images, cols = read_images(data_uri, (split,), labels)
+        images, cols = read_arrays(data_uri, (split,), labels)
         sets[split] = {"image": images, **{lb: label_ids(cols[lb], vocab[lb], lb) for lb in labels}}
     size = int(manifest["image"]["height"])
     n_train = len(sets["train"]["image"])

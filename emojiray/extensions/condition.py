@@ -25,14 +25,16 @@ import numpy as np
 import torch
 
 from emojiray import storage
-from emojiray.devices import resolve_device
 from emojiray.config import Config
 from emojiray.data.labels import NO_EMOTION, slug
-from emojiray.data.shards import seeded_subset
+from emojiray.data.shards import read_arrays, seeded_subset
+from emojiray.devices import resolve_device
 from emojiray.errors import EmojirayError
-from emojiray.extensions import common
 from emojiray.extensions.classifier import head_metrics, load_classifier, predict
 from emojiray.extensions.interface import Extension
+from emojiray.extensions.measures import fid, inception_features, json_safe
+from emojiray.extensions.paths import RunPaths
+from emojiray.extensions.sheets import enlarged, write_sheet
 from emojiray.images import grid, to_png_bytes
 from emojiray.metrics.inception_score import effective_splits, inception_score
 
@@ -84,7 +86,7 @@ def read_sample_run(uri: str) -> tuple[np.ndarray, list[str], dict[str, Any]]:
     return (np.concatenate(images) if images else np.zeros((0, size, size, 3), np.uint8)), conditions, manifest
 
 
-def condition_report(paths: common.RunPaths, cfg: Config, out: str, priors: list[str] | None = None,
+def condition_report(paths: RunPaths, cfg: Config, out: str, priors: list[str] | None = None,
                      sample_runs: dict[str, str] | None = None,
                      features: Callable[[np.ndarray], np.ndarray] | None = None, log=print) -> dict[str, Any]:
     """Sheets and metrics of conditional generation; writes under ``out``:
@@ -122,7 +124,7 @@ def condition_report(paths: common.RunPaths, cfg: Config, out: str, priors: list
                                for k, r in report_runs.items()}},
         "real_accuracy": {lb: h["accuracy"] for lb, h in real["heads"].items()},
     }
-    record = common.json_safe({
+    record = json_safe({
         "note": NOTE, "classifier": paths.classifier, "data": paths.data, "samples_per_value": n,
         "is_splits": report.splits, "seed": cfg.extensions.seed, "summary": summary, "real": real,
         "priors": report_priors, "sample_runs": report_runs})
@@ -134,7 +136,7 @@ def condition_report(paths: common.RunPaths, cfg: Config, out: str, priors: list
 class _Report:
     """What the parts of a condition report share: the classifier, the real emoji, the features."""
 
-    def __init__(self, paths: common.RunPaths, cfg: Config, out: str, n: int, features, log=print):
+    def __init__(self, paths: RunPaths, cfg: Config, out: str, n: int, features, log=print):
         from emojiray.data import shards
 
         self.paths, self.cfg, self.out, self.n, self.log = paths, cfg, out, n, log
@@ -149,12 +151,12 @@ class _Report:
         self._real_feats: dict[tuple[str, str], np.ndarray | None] = {}
         cols = ("split", *dict.fromkeys(c for c in (*self.labels, "emotion", "category", "vendor")
                                         if c in self.manifest["vocab"]))
-        self.real_images, self.real_labels = common.read_images(paths.data, ("train", "val", "test"), cols)
+        self.real_images, self.real_labels = read_arrays(paths.data, ("train", "val", "test"), cols)
         self.real = self._real_heads()
 
     def featurize(self, images: np.ndarray) -> np.ndarray:
         if self.features is None:
-            self.features = common.inception_features(self.device)
+            self.features = inception_features(self.device)
         return np.asarray(self.features(images))
 
     def _real_heads(self) -> dict[str, Any]:
@@ -215,7 +217,7 @@ class _Report:
             shown = "n/a" if per_value[value]["agreement"] is None else f"{per_value[value]['agreement']:.0%}"
             rows.append((f"{value} {shown}", images))
             self.log(f"condition: {name} {label}={value}: agreement {shown}, FID {_f(per_value[value]['fid'])}")
-        overview = common.write_sheet(storage.join(self.out, f"{stem}.png"), rows, min(8, self.n))
+        overview = write_sheet(storage.join(self.out, f"{stem}.png"), rows, min(8, self.n))
         agree = [r["agreement"] for r in per_value.values() if r["agreement"] is not None]
         ceiling = [r["real_agreement"] for r in per_value.values() if r.get("real_agreement") is not None]
         entry = {"uri": uri, "kind": sampler.kind, "label": label, "params": params,
@@ -237,7 +239,7 @@ class _Report:
         images, _ = sampler.generate(torch.full((n,), cid, dtype=torch.long), n,
                                      sampler.generator(shard_seed(self.cfg.extensions.seed, cid)), params,
                                      batch_size=self.cfg.sample.batch_size)
-        sheet = common.enlarged(_image(grid(images, ncols=min(8, n))))
+        sheet = enlarged(_image(grid(images, ncols=min(8, n))))
         sheet_uri = storage.write_bytes(storage.join(self.out, f"{stem}_{slug(value)}.png"), to_png_bytes(sheet))
         record: dict[str, Any] = {"samples": n, "sheet": storage.basename(sheet_uri)}
         if label in self.labels and value in self.vocab[label]:
@@ -254,7 +256,7 @@ class _Report:
         rf = self.real_features(label, value)
         record["real_images"] = int(sum(v == value for v in self.real_labels.get(label, [])))
         enough = rf is not None and n >= self.cfg.eval.min_condition_images
-        record["fid"] = common.fid(self.featurize(images), rf) if enough else None  # too few for a meaningful FID
+        record["fid"] = fid(self.featurize(images), rf) if enough else None  # too few for a meaningful FID
         return images, record
 
     def sample_run(self, kind: str, uri: str) -> dict[str, Any]:

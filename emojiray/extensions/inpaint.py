@@ -32,10 +32,14 @@ import torch
 import torch.nn.functional as F
 
 from emojiray import storage
-from emojiray.data.shards import seeded_subset
+from emojiray.data.shards import read_arrays, seeded_subset
 from emojiray.errors import EmojirayError
-from emojiray.extensions import common
+from emojiray.extensions.codes import code_masks, decode, encode, require_mask_filling
 from emojiray.extensions.interface import Extension
+from emojiray.extensions.lookup import load_emoji
+from emojiray.extensions.measures import image_scores, json_safe
+from emojiray.extensions.paths import RunPaths
+from emojiray.extensions.sheets import write_sheet
 
 MIN_BOX = 11  # SSIM's Gaussian window
 
@@ -148,16 +152,16 @@ def inpaint(sampler, images: np.ndarray, masks: np.ndarray, completions: int = 4
     ``sampler`` is a :class:`~emojiray.generate.sampler.Sampler` over a MaskGIT prior; ``cond`` (N,)
     class ids or None (the null class: unconditional).
     """
-    common.require_mask_filling(sampler, "inpainting")
+    require_mask_filling(sampler, "inpainting")
     if images.shape[:3] != masks.shape:
         raise EmojirayError(f"{len(masks)} masks of {masks.shape[1:]} do not match {len(images)} images of "
                             f"{images.shape[1:3]}")
     n, size = len(images), images.shape[1]
     grids = sampler.vqvae.grid_sizes(size)
     layout, model = sampler.layout, sampler.prior
-    codes = common.encode(sampler.vqvae, images, sampler.device)
+    codes = encode(sampler.vqvae, images, sampler.device)
     tokens = layout.flatten(codes)  # (N, T)
-    unknown = torch.stack([_flat_mask(layout, common.code_masks(mk, grids)) for mk in masks]).to(tokens.device)  # (N, T)
+    unknown = torch.stack([_flat_mask(layout, code_masks(mk, grids)) for mk in masks]).to(tokens.device)  # (N, T)
     given = tokens.masked_fill(unknown, model.mask_id)
     given = given.repeat_interleave(completions, 0)  # (N * completions, T)
     c = None if cond is None else cond.to(sampler.device).repeat_interleave(completions, 0)
@@ -166,7 +170,7 @@ def inpaint(sampler, images: np.ndarray, masks: np.ndarray, completions: int = 4
         with sampler._autocast():
             filled = model.complete(given[s:s + batch_size], None if c is None else c[s:s + batch_size], steps=steps,
                                     temperature=temperature, guidance=guidance, generator=generator)
-            out.append(common.decode(sampler.vqvae, layout.unflatten(filled)))
+            out.append(decode(sampler.vqvae, layout.unflatten(filled)))
     decoded = np.concatenate(out).reshape(n, completions, *images.shape[1:])
     return composite(images[:, None], decoded, masks[:, None])
 
@@ -184,12 +188,12 @@ def _crop_scores(pred: np.ndarray, target: np.ndarray, masks: np.ndarray) -> tup
     scores = []
     for p, t, m in zip(pred, target, masks):
         y0, y1, x0, x1 = bounding_box(m)
-        psnr, ssim = common.image_scores(p[None, y0:y1, x0:x1], t[None, y0:y1, x0:x1])
+        psnr, ssim = image_scores(p[None, y0:y1, x0:x1], t[None, y0:y1, x0:x1])
         scores.append((float(psnr[0]), float(ssim[0])))
     return np.array([a for a, _ in scores]), np.array([b for _, b in scores])
 
 
-def evaluate_inpaint(paths: common.RunPaths, cfg, out: str, log=print) -> dict[str, Any]:
+def evaluate_inpaint(paths: RunPaths, cfg, out: str, log=print) -> dict[str, Any]:
     """Inpaint seeded boxes of held-out emoji; write ``inpaint.json`` and the sheet ``inpaint.png``."""
     from emojiray.generate.sampler import Sampler
 
@@ -197,8 +201,8 @@ def evaluate_inpaint(paths: common.RunPaths, cfg, out: str, log=print) -> dict[s
     t0 = time.perf_counter()
     ic, ec = cfg.inpaint, cfg.extensions
     sampler = Sampler(paths.prior, paths.vqvae or None)
-    common.require_mask_filling(sampler, "inpainting")
-    images, labels = common.read_images(paths.data, ("val", "test"))
+    require_mask_filling(sampler, "inpainting")
+    images, labels = read_arrays(paths.data, ("val", "test"))
     if not len(images):
         raise EmojirayError(f"{paths.data} has no held-out (val, test) images to inpaint")
     if images.shape[1] != sampler.image_size:
@@ -211,7 +215,7 @@ def evaluate_inpaint(paths: common.RunPaths, cfg, out: str, log=print) -> dict[s
     sampled = inpaint(sampler, images, masks, ic.completions, ic.steps, ic.temperature, generator=gen)
     greedy = inpaint(sampler, images, masks, 1, ic.steps, 0.0, generator=gen)[:, 0]
     naive = naive_fill(images, masks)
-    recon = common.decode(sampler.vqvae, common.encode(sampler.vqvae, images, sampler.device))
+    recon = decode(sampler.vqvae, encode(sampler.vqvae, images, sampler.device))
     recon = composite(images, recon, masks)
 
     scores = {}
@@ -239,12 +243,12 @@ def evaluate_inpaint(paths: common.RunPaths, cfg, out: str, log=print) -> dict[s
                 "maskgit_best = best completion per image (oracle), naive_fill = blurred surroundings",
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    storage.write_json(storage.join(out, "inpaint.json"), common.json_safe(record))
+    storage.write_json(storage.join(out, "inpaint.json"), json_safe(record))
     show = min(len(images), max(1, ec.examples))
     masked_view = np.where(masks[:show, ..., None], np.uint8(128), images[:show])
     sheet_rows = [("original", images[:show]), ("masked", masked_view), ("naive fill", naive[:show]),
                   ("greedy", greedy[:show])] + [(f"completion {k + 1}", sampled[:show, k]) for k in range(ic.completions)]
-    common.write_sheet(storage.join(out, "inpaint.png"), sheet_rows, show)
+    write_sheet(storage.join(out, "inpaint.png"), sheet_rows, show)
     m = methods
     log(f"inpaint: {len(images)} held-out images, {box}px boxes: PSNR in the box maskgit {m['maskgit']['psnr']:.2f} dB "
         f"(best of {ic.completions} {m['maskgit_best']['psnr']:.2f}, greedy {m['maskgit_greedy']['psnr']:.2f}) vs "
@@ -252,7 +256,7 @@ def evaluate_inpaint(paths: common.RunPaths, cfg, out: str, log=print) -> dict[s
     return record
 
 
-def inpaint_files(specs: list[str], mask_spec: str, paths: common.RunPaths, cfg, out: str, completions: int,
+def inpaint_files(specs: list[str], mask_spec: str, paths: RunPaths, cfg, out: str, completions: int,
                   condition: str | None = None, seed: int = 0, log=print) -> list[str]:
     """The CLI's demo: each input (file or emoji name) inpainted ``completions`` times.
 
@@ -265,14 +269,14 @@ def inpaint_files(specs: list[str], mask_spec: str, paths: common.RunPaths, cfg,
 
     paths.need("prior")
     sampler = Sampler(paths.prior, paths.vqvae or None)
-    common.require_mask_filling(sampler, "inpainting")
+    require_mask_filling(sampler, "inpainting")
     size = sampler.image_size
     mask = parse_mask(mask_spec, size)
     cond = None if not condition else torch.tensor([sampler.condition_id(condition)])
     gen = sampler.generator(seed)
     written = []
     for spec in specs:
-        image, label = common.load_emoji(spec, size, paths.data)
+        image, label = load_emoji(spec, size, paths.data)
         stem = slug(Path(spec).stem if storage.exists(spec) else spec)
         done = inpaint(sampler, image[None], mask[None], completions, cfg.inpaint.steps, cfg.inpaint.temperature,
                        cond=cond, guidance=sampler.cfg.prior.guidance, generator=gen)[0]
@@ -280,7 +284,7 @@ def inpaint_files(specs: list[str], mask_spec: str, paths: common.RunPaths, cfg,
             storage.write_bytes(storage.join(out, f"{stem}_inpainted_{k + 1}.png"), to_png_bytes(img))
         masked = np.where(mask[..., None], np.uint8(128), image)
         row = np.concatenate([image[None], masked[None], naive_fill(image[None], mask[None]), done])
-        written.append(common.write_sheet(storage.join(out, f"inpaint_{stem}.png"), [(label, row)], len(row)))
+        written.append(write_sheet(storage.join(out, f"inpaint_{stem}.png"), [(label, row)], len(row)))
         log(f"inpaint: {label}: {completions} completion(s) -> {written[-1]}")
     return written
 

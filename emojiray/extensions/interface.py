@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emojiray.config import Config
-from emojiray.extensions.common import RunPaths
+from emojiray.extensions.paths import RunPaths
 
 # The models an extension may need, trained (or checked) by the extension stage before it runs:
 NEEDS = (

@@ -40,10 +40,15 @@ import numpy as np
 import torch
 
 from emojiray import storage
+from emojiray.data.shards import read_arrays
 from emojiray.devices import resolve_device
 from emojiray.errors import EmojirayError
-from emojiray.extensions import common
+from emojiray.extensions.codes import decode, encode, require_mask_filling
 from emojiray.extensions.interface import Extension, ExtensionRun
+from emojiray.extensions.lookup import load_emoji
+from emojiray.extensions.measures import inception_features, json_safe
+from emojiray.extensions.paths import RunPaths
+from emojiray.extensions.sheets import enlarged, save_gif
 
 METHODS = ("crossfade", "latent", "prior")
 ROW_LABELS = {"crossfade": "pixel crossfade", "latent": "latent (VQ-VAE)", "prior": "prior (MaskGIT)"}
@@ -116,11 +121,11 @@ def prior_path(sampler, a: np.ndarray, b: np.ndarray, steps: int, remask: float,
     """(H, W, 3) uint8 A and B -> ((steps + 1, H, W, 3) uint8 frames, (steps + 1, N) tokens) through
     mixed code maps re-sampled by the MaskGIT prior of ``sampler``; ``cond`` () or (1,) class id or None
     (unconditional). Frame 0 is exactly A's codes, frame ``steps`` exactly B's."""
-    common.require_mask_filling(sampler, "the prior interpolation path")
+    require_mask_filling(sampler, "the prior interpolation path")
     if not 0 <= remask <= 1:
         raise EmojirayError(f"interpolate.remask must be in [0, 1], got {remask}")
     layout, model, device = sampler.layout, sampler.prior, sampler.device
-    tok = layout.flatten(common.encode(sampler.vqvae, np.stack([a, b]), device))  # (2, N)
+    tok = layout.flatten(encode(sampler.vqvae, np.stack([a, b]), device))  # (2, N)
     ta, tb = tok[0], tok[1]
     u = torch.rand(ta.shape, generator=generator, device=device)  # switch thresholds
     priority = torch.rand(ta.shape, generator=generator, device=device)  # order within a group, < 1
@@ -140,7 +145,7 @@ def prior_path(sampler, a: np.ndarray, b: np.ndarray, steps: int, remask: float,
         rows.append(mixed)
     tokens = torch.stack(rows)  # (T, N)
     with sampler._autocast():
-        frames = common.decode(sampler.vqvae, layout.unflatten(tokens))
+        frames = decode(sampler.vqvae, layout.unflatten(tokens))
     return frames, tokens
 
 
@@ -153,7 +158,7 @@ def smoothness(frames: np.ndarray, features: Callable[[np.ndarray], np.ndarray] 
     / endpoint distance; 1 = a straight path in feature space), steps (T − 1)."""
     if len(frames) < 2:
         raise EmojirayError("a path needs at least two frames")
-    return _steps_of(np.asarray((features or common.inception_features())(frames)))
+    return _steps_of(np.asarray((features or inception_features())(frames)))
 
 
 def _steps_of(f: np.ndarray) -> dict[str, float]:
@@ -170,7 +175,7 @@ def _steps_of(f: np.ndarray) -> dict[str, float]:
 # -- loading ----------------------------------------------------------------------------------------
 
 
-def _models(paths: common.RunPaths, log=print):
+def _models(paths: RunPaths, log=print):
     """(vqvae, sampler or None, image size): the MaskGIT prior's sampler when ``paths.prior`` holds one."""
     if paths.prior and storage.exists(storage.join(paths.prior, "meta.json")):
         from emojiray.generate.sampler import Sampler
@@ -207,7 +212,7 @@ def _rows(frames: dict[str, np.ndarray], prefix: str = "") -> list[tuple[str, np
 # -- the CLI demo and the measurement ---------------------------------------------------------------
 
 
-def interpolate(a: str, b: str, paths: common.RunPaths, cfg, out: str, vendor: str = "", seed: int = 0,
+def interpolate(a: str, b: str, paths: RunPaths, cfg, out: str, vendor: str = "", seed: int = 0,
                 log=print) -> dict[str, Any]:
     """Interpolate between emoji ``a`` and ``b`` (image files or names in ``paths.data``).
 
@@ -220,7 +225,7 @@ def interpolate(a: str, b: str, paths: common.RunPaths, cfg, out: str, vendor: s
 
     ic = cfg.interpolate
     vqvae, sampler, size = _models(paths, log)
-    (img_a, label_a), (img_b, label_b) = (common.load_emoji(s, size, paths.data, vendor) for s in (a, b))
+    (img_a, label_a), (img_b, label_b) = (load_emoji(s, size, paths.data, vendor) for s in (a, b))
     gen = sampler.generator(seed) if sampler is not None else None
     frames = paths_between(vqvae, sampler, img_a, img_b, ic.steps, ic.remask, gen)
 
@@ -229,11 +234,11 @@ def interpolate(a: str, b: str, paths: common.RunPaths, cfg, out: str, vendor: s
 
     name = f"interpolate_{stem(a)}_{stem(b)}"
     sheet = labelled_rows(_rows(frames), ic.steps + 1)
-    written = {"sheet": storage.write_bytes(storage.join(out, f"{name}.png"), to_png_bytes(common.enlarged(sheet)))}
+    written = {"sheet": storage.write_bytes(storage.join(out, f"{name}.png"), to_png_bytes(enlarged(sheet)))}
     scale = max(1, 128 // size)  # small emoji are hard to see in a GIF
     for m in ("latent", "prior"):
         if m in frames:
-            written[m] = common.save_gif(storage.join(out, f"{name}_{m}.gif"), frames[m], ic.gif_ms, scale=scale)
+            written[m] = save_gif(storage.join(out, f"{name}_{m}.gif"), frames[m], ic.gif_ms, scale=scale)
     log(f"interpolate: {label_a} -> {label_b}, {ic.steps} steps ({', '.join(frames)}) -> {written['sheet']}")
     return written
 
@@ -257,7 +262,7 @@ def seeded_pairs(ids: list, cap: int, seed: int) -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
-def evaluate_interpolation(paths: common.RunPaths, cfg, out: str, features: Callable | None = None,
+def evaluate_interpolation(paths: RunPaths, cfg, out: str, features: Callable | None = None,
                            log=print) -> dict[str, Any]:
     """Smoothness of each path on seeded pairs of held-out emoji; writes ``interpolate.json`` and the
     sheet ``interpolate.png`` (the first ``extensions.examples`` // 2 pairs, three rows each)."""
@@ -268,13 +273,13 @@ def evaluate_interpolation(paths: common.RunPaths, cfg, out: str, features: Call
     ic, ec = cfg.interpolate, cfg.extensions
     vqvae, sampler, size = _models(paths, log)
     device = next(vqvae.parameters()).device
-    images, labels = common.read_images(paths.data, ("val", "test"))
+    images, labels = read_arrays(paths.data, ("val", "test"))
     if images.shape[1] != size:
         raise EmojirayError(f"the dataset holds {images.shape[1]} px images, the VQ-VAE {size} px")
     pairs = seeded_pairs(labels["emoji_id"], ec.eval_images, ec.seed)
     if not pairs:
         raise EmojirayError(f"{paths.data} has no two different held-out (val, test) emoji to interpolate between")
-    features = features or common.inception_features(device)
+    features = features or inception_features(device)
     gen = sampler.generator(ec.seed) if sampler is not None else None
     scores: dict[str, list[dict[str, float]]] = {}
     shown: list[tuple[str, np.ndarray]] = []
@@ -306,9 +311,9 @@ def evaluate_interpolation(paths: common.RunPaths, cfg, out: str, features: Call
                 "between the real images",
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    storage.write_json(storage.join(out, "interpolate.json"), common.json_safe(record))
+    storage.write_json(storage.join(out, "interpolate.json"), json_safe(record))
     sheet = labelled_rows(shown, ic.steps + 1)
-    storage.write_bytes(storage.join(out, "interpolate.png"), to_png_bytes(common.enlarged(sheet)))
+    storage.write_bytes(storage.join(out, "interpolate.png"), to_png_bytes(enlarged(sheet)))
     ratios = ", ".join(f"{m} {r:.2f}x" for m, r in record["step_variance_vs_crossfade"].items() if r is not None)
     log(f"interpolate: {len(pairs)} held-out pairs, {ic.steps} steps: step variance "
         + ", ".join(f"{m} {v['step_variance']:.3f}" for m, v in methods.items())

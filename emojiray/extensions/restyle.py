@@ -30,10 +30,14 @@ import torch
 import torch.nn.functional as F
 
 from emojiray import storage
-from emojiray.data.shards import seeded_subset
+from emojiray.data.shards import read_arrays, seeded_subset
 from emojiray.errors import EmojirayError
-from emojiray.extensions import common
+from emojiray.extensions.codes import decode, encode, require_mask_filling
 from emojiray.extensions.interface import Extension, ExtensionRun
+from emojiray.extensions.lookup import load_emoji
+from emojiray.extensions.measures import fid, image_scores, inception_features, json_safe
+from emojiray.extensions.paths import RunPaths
+from emojiray.extensions.sheets import write_sheet
 
 
 @torch.no_grad()
@@ -55,7 +59,7 @@ def restyle(sampler, images: np.ndarray, target: str, share: float, guidance: fl
 
     ``sampler`` holds a MaskGIT prior conditioned on the vendor.
     """
-    common.require_mask_filling(sampler, "restyling")
+    require_mask_filling(sampler, "restyling")
     if sampler.condition_name != "vendor":
         raise EmojirayError(f"restyling needs a prior conditioned on the vendor; {sampler.prior_uri} is conditioned "
                             f"on {sampler.condition_name!r} (train one with --set prior.condition=vendor)")
@@ -64,9 +68,9 @@ def restyle(sampler, images: np.ndarray, target: str, share: float, guidance: fl
     vendor_id = sampler.condition_id(target)
     out = []
     for s in range(0, len(images), batch_size):
-        tokens = sampler.layout.flatten(common.encode(sampler.vqvae, images[s:s + batch_size], sampler.device))
+        tokens = sampler.layout.flatten(encode(sampler.vqvae, images[s:s + batch_size], sampler.device))
         tokens = restyle_tokens(sampler, tokens, vendor_id, share, guidance, steps, generator, levels)
-        out.append(common.decode(sampler.vqvae, sampler.layout.unflatten(tokens)))
+        out.append(decode(sampler.vqvae, sampler.layout.unflatten(tokens)))
     return np.concatenate(out)
 
 
@@ -112,7 +116,7 @@ def vendor_pairs(labels: dict[str, list], source: str, target: str) -> tuple[lis
 
 def _pairs(data_uri: str, split: str, vendors: list[str], cap: int, seed: int):
     """{(source, target): (source images, target images)} for every ordered vendor pair of a split."""
-    images, labels = common.read_images(data_uri, (split,), ("unified", "vendor"))
+    images, labels = read_arrays(data_uri, (split,), ("unified", "vendor"))
     out = {}
     for src in vendors:
         for tgt in vendors:
@@ -125,7 +129,7 @@ def _pairs(data_uri: str, split: str, vendors: list[str], cap: int, seed: int):
     return out
 
 
-def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable | None = None,
+def evaluate_restyle(paths: RunPaths, cfg, out: str, features: Callable | None = None,
                      vendor_probs: Callable | None = None, log=print) -> dict[str, Any]:
     """Restyle held-out emoji into the other vendor; write ``restyle.json`` and ``restyle.png``.
 
@@ -139,11 +143,11 @@ def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable |
     t0 = time.perf_counter()
     rc, ec = cfg.restyle, cfg.extensions
     sampler = Sampler(paths.vendor_prior, paths.vqvae or None)
-    common.require_mask_filling(sampler, "restyling")
+    require_mask_filling(sampler, "restyling")
     vendors = [v for v in sampler.condition_values]
     if sampler.condition_name != "vendor" or len(vendors) < 2:
         raise EmojirayError(f"{paths.vendor_prior} is not a MaskGIT prior conditioned on two or more vendors")
-    features = features or common.inception_features(sampler.device)
+    features = features or inception_features(sampler.device)
     if vendor_probs is None and paths.classifier and storage.exists(storage.join(paths.classifier, "meta.json")):
         vendor_probs = classifier_vendor_probs(paths.classifier, vendors, sampler.device)
     gen = sampler.generator(ec.seed)
@@ -160,7 +164,7 @@ def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable |
         raise EmojirayError(f"the test split of {paths.data} has no emoji drawn by two of {', '.join(vendors)}")
     methods: dict[str, dict[str, np.ndarray]] = {
         "source": {d: s for d, (s, _) in test.items()},
-        "vq_source": {d: common.decode(sampler.vqvae, common.encode(sampler.vqvae, s, sampler.device))
+        "vq_source": {d: decode(sampler.vqvae, encode(sampler.vqvae, s, sampler.device))
                       for d, (s, _) in test.items()}}
     for share in shares:
         methods[f"restyle_{share:g}"] = restyled(test, share)
@@ -180,12 +184,12 @@ def evaluate_restyle(paths: common.RunPaths, cfg, out: str, features: Callable |
                 "reconstruction (restyling at share 0)",
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    storage.write_json(storage.join(out, "restyle.json"), common.json_safe(record))
+    storage.write_json(storage.join(out, "restyle.json"), json_safe(record))
     show = max(1, ec.examples)
     rows = [row for d, (source, target) in test.items() for row in (
         (f"{d[0]} (source)", source[:show]), (f"-> {d[1]} (share {chosen:g})", methods[best][d][:show]),
         (f"{d[1]} (real)", target[:show]))]
-    common.write_sheet(storage.join(out, "restyle.png"), rows, show)
+    write_sheet(storage.join(out, "restyle.png"), rows, show)
     b = report[best]
     log(f"restyle: {sum(len(s) for s, _ in test.values())} held-out pairs, share {chosen:g}: PSNR to the real target "
         f"{b['psnr']:.2f} dB vs unchanged source {base['psnr']:.2f}; SSIM {b['ssim']:.3f} vs {base['ssim']:.3f}; "
@@ -201,7 +205,7 @@ def _choose_share(restyled, shares: list[float], data: str, vendors: list[str], 
     val_psnr = {}
     for share in shares:
         out_v = restyled(val, share)
-        val_psnr[share] = float(np.mean(np.concatenate([common.image_scores(out_v[d], t)[0]
+        val_psnr[share] = float(np.mean(np.concatenate([image_scores(out_v[d], t)[0]
                                                         for d, (_, t) in val.items()])))
     chosen = max(val_psnr, key=val_psnr.get)
     log(f"restyle: share chosen on the validation split: {chosen} "
@@ -219,9 +223,9 @@ def _score(methods: dict[str, dict], test: dict, features: Callable, vendor_prob
     for name, per_dir in methods.items():
         rows = {}
         for d in test:
-            psnr, ssim = common.image_scores(per_dir[d], targets[d])
+            psnr, ssim = image_scores(per_dir[d], targets[d])
             rows[d] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "n": len(psnr),
-                       "fid": common.fid(features(per_dir[d]), target_feats[d])}
+                       "fid": fid(features(per_dir[d]), target_feats[d])}
             if vendor_probs is not None:
                 rows[d]["vendor_agreement"] = float((vendor_probs(per_dir[d]).argmax(1) == vendors.index(d[1])).mean())
         weights = np.array([r["n"] for r in rows.values()], float)
@@ -257,7 +261,7 @@ def classifier_vendor_probs(uri: str, vendors: list[str], device) -> Callable[[n
     return probs
 
 
-def restyle_files(specs: list[str], target: str, paths: common.RunPaths, cfg, out: str, variants: int = 1,
+def restyle_files(specs: list[str], target: str, paths: RunPaths, cfg, out: str, variants: int = 1,
                   share: float = 0.0, seed: int = 0, log=print) -> list[str]:
     """The CLI's demo: each input (file or emoji name) redrawn in vendor ``target``.
 
@@ -275,7 +279,7 @@ def restyle_files(specs: list[str], target: str, paths: common.RunPaths, cfg, ou
     written = []
     for spec in specs:
         is_file = storage.exists(spec)
-        image, label = common.load_emoji(spec, sampler.image_size, paths.data,
+        image, label = load_emoji(spec, sampler.image_size, paths.data,
                                          vendor="" if is_file else _other_vendor(sampler, target))
         stem = slug(Path(spec).stem if is_file else spec)
         redrawn = restyle(sampler, np.repeat(image[None], variants, 0), target, share, cfg.restyle.guidance,
@@ -284,16 +288,16 @@ def restyle_files(specs: list[str], target: str, paths: common.RunPaths, cfg, ou
         row = [image[None], redrawn]
         if not is_file and paths.data:
             try:
-                row.append(common.load_emoji(spec, sampler.image_size, paths.data, vendor=target)[0][None])
+                row.append(load_emoji(spec, sampler.image_size, paths.data, vendor=target)[0][None])
             except EmojirayError:
                 pass
-        written.append(common.write_sheet(storage.join(out, f"restyle_{stem}.png"),
+        written.append(write_sheet(storage.join(out, f"restyle_{stem}.png"),
                                           [(f"{label} -> {target}", np.concatenate(row))], sum(len(r) for r in row)))
         log(f"restyle: {label} -> {target} (share {share:g}) -> {written[-1]}")
     return written
 
 
-def _default_share(cfg, paths: common.RunPaths) -> float:
+def _default_share(cfg, paths: RunPaths) -> float:
     """The share the last evaluation chose on the validation split, else the middle candidate."""
     chosen = storage.join(paths.out, "restyle.json") if paths.out else ""
     if chosen and storage.exists(chosen):

@@ -1,5 +1,5 @@
 """The pipeline's extension stage: train what the extensions need, run each on the demo emoji and
-measure it on held-out data. Everything lands under ``RUN/extensions/`` (see :mod:`.common`).
+measure it on held-out data. Everything lands under ``RUN/extensions/`` (see :mod:`.paths`).
 
 In order, for the extensions listed in ``extensions.run`` (each an
 :class:`~emojiray.extensions.interface.Extension` in :data:`emojiray.registry.EXTENSIONS`):
@@ -24,8 +24,8 @@ from typing import Any
 from emojiray import storage
 from emojiray.config import Config, config_from_dict, validate
 from emojiray.errors import EmojirayError
-from emojiray.extensions.common import EXT, RunPaths
 from emojiray.extensions.interface import ExtensionRun
+from emojiray.extensions.paths import EXT, RunPaths
 from emojiray.registry import EXTENSIONS, PRIORS
 from emojiray.stages import MARKERS, cached
 
@@ -51,7 +51,7 @@ def check(cfg: Config) -> None:
 def check_demo(cfg: Config, data_uri: str) -> None:
     """The demo emoji (``extensions.demo``) are names in the dataset: looked up as soon as it is
     prepared, so that a typo is one line before the training stages, not after them."""
-    from emojiray.extensions.common import load_emoji
+    from emojiray.extensions.lookup import load_emoji
 
     if any(EXTENSIONS[name].demo for name in cfg.extensions.run):
         for name in cfg.extensions.demo:

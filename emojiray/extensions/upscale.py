@@ -38,15 +38,20 @@ import torch
 import torch.nn.functional as F
 
 from emojiray import storage
-from emojiray.devices import resolve_device
 from emojiray.config import Config, config_from_dict
-from emojiray.data.shards import seeded_subset
+from emojiray.data.shards import read_arrays, seeded_subset
+from emojiray.devices import resolve_device
 from emojiray.errors import EmojirayError
-from emojiray.extensions import common
+from emojiray.extensions.codes import decode, encode
+from emojiray.extensions.helpers import RUN_DIR, check_helper_data, fit_helper, helper_schedule, publish_model
 from emojiray.extensions.interface import Extension
+from emojiray.extensions.lookup import load_emoji
+from emojiray.extensions.measures import fid, image_scores, inception_features, json_safe
+from emojiray.extensions.paths import RunPaths, require_model
+from emojiray.extensions.sheets import write_sheet
 from emojiray.images import to_model_input
-from emojiray.models.upscaler import LowResEncoder
 from emojiray.models import checkpoint as ckpt
+from emojiray.models.upscaler import LowResEncoder
 from emojiray.train.loop_utils import autocast
 
 KIND = "upscaler"
@@ -142,7 +147,7 @@ def predict_codes(model: LowResEncoder, lowres: np.ndarray, batch_size: int = 25
 def upscale(model: LowResEncoder, vqvae, lowres: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """(N, s, s, 3) uint8 low-res -> (N, S, S, 3) uint8: the most likely codes, decoded."""
     codes = predict_codes(model, lowres, batch_size)
-    return common.decode(vqvae, {lv: c.to(next(vqvae.parameters()).device) for lv, c in codes.items()}, batch_size)
+    return decode(vqvae, {lv: c.to(next(vqvae.parameters()).device) for lv, c in codes.items()}, batch_size)
 
 
 def _code_accuracy(pred: dict[str, torch.Tensor], true: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -176,7 +181,7 @@ class UpscalerFamily:
                                    spec["codebook_sizes"], channels=uc.channels, res_blocks=uc.res_blocks).to(self.device)
         self.net = self.model
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=uc.lr, weight_decay=uc.weight_decay)
-        self.schedule, self.steps_per_epoch = common.helper_schedule(uc, spec["examples"], world, cfg.train.log_every)
+        self.schedule, self.steps_per_epoch = helper_schedule(uc, spec["examples"], world, cfg.train.log_every)
         self.generator = None
         self._vqvae = None
 
@@ -211,7 +216,7 @@ class UpscalerFamily:
             for lv in correct:
                 correct[lv] += int((pred[lv] == true[lv]).sum())
                 cells[lv] += true[lv].numel()
-            p, s = common.image_scores(common.decode(self.vqvae, pred), batch["image"].cpu().numpy())
+            p, s = image_scores(decode(self.vqvae, pred), batch["image"].cpu().numpy())
             psnr.append(p)
             ssim.append(s)
         acc = {lv: correct[lv] / max(cells[lv], 1) for lv in correct}
@@ -237,7 +242,7 @@ def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, force: 
 
     Runs in the driver process: the train images and a seeded subset of val (``VAL_IMAGES``) are
     encoded here with the VQ-VAE (on this process's device), then the family trains through the
-    one Ray driver; the Ray Train run lives in ``out/train/`` (see :func:`common.fit_helper`).
+    one Ray driver; the Ray Train run lives in ``out/train/`` (see :func:`fit_helper`).
     Writes the model (kind "upscaler": weights, meta with the VQ-VAE URI and fingerprint, the
     factor, sizes and grids, and the val block) to ``out`` and ``out/upscaler.json`` (val code
     accuracy and PSNR of the best epoch, the history); returns that report. An upscaler of another
@@ -248,18 +253,18 @@ def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, force: 
     if not storage.exists(storage.join(vqvae_uri, "meta.json")):
         raise EmojirayError(f"no VQ-VAE at {vqvae_uri}")
     vqvae, _, _ = ckpt.load_vqvae(vqvae_uri, device)
-    train, _ = common.read_images(data_uri, ("train",), ())
-    val, _ = common.read_images(data_uri, ("val",), ())
-    common.check_helper_data("upscale", uc, len(train), len(val), data_uri)
+    train, _ = read_arrays(data_uri, ("train",), ())
+    val, _ = read_arrays(data_uri, ("val",), ())
+    check_helper_data("upscale", uc, len(train), len(val), data_uri)
     size = train.shape[1]
     model = build_upscaler(vqvae, size, uc.factor, uc.channels, uc.res_blocks)  # config errors before Ray
     storage.claim_output(out, "upscaler.json", {"data": data_uri, "vqvae": vqvae_uri}, force)
     t0 = time.perf_counter()
-    targets = {lv: c.cpu().numpy() for lv, c in common.encode(vqvae, train, device).items()}  # {level: (N, h, w)}
+    targets = {lv: c.cpu().numpy() for lv, c in encode(vqvae, train, device).items()}  # {level: (N, h, w)}
     arrays = {"lowres": downsample(train, uc.factor), **targets}
     val = val[seeded_subset(len(val), VAL_IMAGES, cfg.extensions.seed)]
     val_arrays = {"image": val, "lowres": downsample(val, uc.factor),
-                  **{lv: c.cpu().numpy() for lv, c in common.encode(vqvae, val, device).items()}}
+                  **{lv: c.cpu().numpy() for lv, c in encode(vqvae, val, device).items()}}
     fingerprint = vqvae_fingerprint(vqvae)
     log(f"upscaler: {len(train)} train images, {size // uc.factor} -> {size} px, codes of {vqvae_uri} "
         f"({', '.join(f'{lv} {g[0]}x{g[1]}' for lv, g in model.grids.items())}) in {time.perf_counter() - t0:.0f} s")
@@ -268,13 +273,13 @@ def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, force: 
             "factor": uc.factor, "input_size": size // uc.factor,
             "image_size": size, "grids": {lv: list(g) for lv, g in model.grids.items()},
             "codebook_sizes": dict(model.codebook_sizes), "examples": len(arrays["lowres"]), "data": data_uri}
-    run = common.fit_helper(UpscalerFamily, cfg, spec, arrays, val_arrays, out, log=log,
+    run = fit_helper(UpscalerFamily, cfg, spec, arrays, val_arrays, out, log=log,
                             describe=f"{size // uc.factor} -> {size} px on {spec['examples']} images, "
                                      f"{uc.epochs} epoch(s)")
     seconds = time.perf_counter() - t0
     summary, meta = run["summary"], run["meta"]
     history, best = summary.get("history", []), meta.get("metrics", {})
-    report = common.json_safe({
+    report = json_safe({
         "data": data_uri, "vqvae": vqvae_uri, "vqvae_fingerprint": fingerprint,
         "device": "cuda" if run["use_gpu"] else "cpu", "workers": run["workers"],
         "factor": uc.factor, "input_size": size // uc.factor, "output_size": size, "grids": spec["grids"],
@@ -282,8 +287,8 @@ def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, force: 
         "train_seconds": summary.get("train_seconds"), "epochs_run": len(history), "best_epoch": meta["epoch"],
         "val": {"code_accuracy": best.get("val_code_accuracy"), "psnr": best.get("val_psnr"),
                 "ssim": best.get("val_ssim"), **{f"{lv}_accuracy": best.get(f"val_{lv}_accuracy") for lv in spec["grids"]}},
-        "downsample": "Pillow BICUBIC (antialiased)", "history": history, "run": storage.join(out, common.RUN_DIR)})
-    common.publish_model(run["model"], out, KIND, val=report["val"])
+        "downsample": "Pillow BICUBIC (antialiased)", "history": history, "run": storage.join(out, RUN_DIR)})
+    publish_model(run["model"], out, KIND, val=report["val"])
     storage.write_json(storage.join(out, "upscaler.json"), report)
     v = report["val"]
     log(f"upscaler: {seconds:.0f} s, best epoch {report['best_epoch']}: val code accuracy "
@@ -294,7 +299,7 @@ def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, force: 
 
 def load_upscaler(uri: str, device=None) -> tuple[LowResEncoder, dict[str, Any]]:
     """(model in eval mode on ``device``, checkpoint meta: "vqvae", "vqvae_fingerprint", "factor", sizes)."""
-    common.require_model(uri, "upscaler", "train-upscaler", "--upscaler")
+    require_model(uri, "upscaler", "train-upscaler", "--upscaler")
     with ckpt.LocalCopy(uri) as d:
         meta = ckpt.read_meta(d, kind=KIND)
         cfg = config_from_dict(meta["config"])
@@ -328,9 +333,9 @@ def _score(results: dict[str, np.ndarray], images: np.ndarray, features) -> tupl
     real_feats = np.asarray(features(images))
     methods = {}
     for name, imgs in results.items():
-        psnr, ssim = common.image_scores(imgs, images)
+        psnr, ssim = image_scores(imgs, images)
         methods[name] = {"psnr": float(psnr.mean()), "ssim": float(ssim.mean()), "psnr_std": float(psnr.std()),
-                         "ssim_std": float(ssim.std()), "fid": common.fid(np.asarray(features(imgs)), real_feats)}
+                         "ssim_std": float(ssim.std()), "fid": fid(np.asarray(features(imgs)), real_feats)}
     base, vs = methods["bicubic"], {}
     for name, m in methods.items():
         if name != "bicubic":
@@ -340,7 +345,7 @@ def _score(results: dict[str, np.ndarray], images: np.ndarray, features) -> tupl
     return methods, vs
 
 
-def evaluate_upscale(paths: common.RunPaths, cfg: Config, out: str,
+def evaluate_upscale(paths: RunPaths, cfg: Config, out: str,
                      features: Callable[[np.ndarray], np.ndarray] | None = None, log=print) -> dict[str, Any]:
     """Upscale held-out emoji (val + test) from their low-res versions; write ``upscale.json`` and
     ``upscale.png`` under ``out``; return the record.
@@ -353,7 +358,7 @@ def evaluate_upscale(paths: common.RunPaths, cfg: Config, out: str,
     ec = cfg.extensions
     model, vqvae, meta = load_pair(paths.upscaler, paths.vqvae)
     device = next(model.parameters()).device
-    images, _ = common.read_images(paths.data, ("val", "test"), ())
+    images, _ = read_arrays(paths.data, ("val", "test"), ())
     if not len(images):
         raise EmojirayError(f"{paths.data} has no held-out (val, test) images to upscale")
     size, factor = int(meta["image_size"]), int(meta["factor"])
@@ -361,15 +366,15 @@ def evaluate_upscale(paths: common.RunPaths, cfg: Config, out: str,
         raise EmojirayError(f"the dataset holds {images.shape[1]} px images, the upscaler makes {size} px")
     images = images[seeded_subset(len(images), ec.eval_images, ec.seed)]
     low = downsample(images, factor)
-    true_codes = common.encode(vqvae, images, device)
+    true_codes = encode(vqvae, images, device)
     pred_codes = predict_codes(model, low)
     results = {
-        "upscaler": common.decode(vqvae, pred_codes),
+        "upscaler": decode(vqvae, pred_codes),
         "bicubic": bicubic(low, size),
         "nearest": nearest(low, size),
-        "vq_reconstruction": common.decode(vqvae, true_codes),
+        "vq_reconstruction": decode(vqvae, true_codes),
     }
-    methods, vs = _score(results, images, features or common.inception_features(device))
+    methods, vs = _score(results, images, features or inception_features(device))
     methods["upscaler"]["code_accuracy"] = _code_accuracy(pred_codes, true_codes)
     base = methods["bicubic"]
     record = {
@@ -382,12 +387,12 @@ def evaluate_upscale(paths: common.RunPaths, cfg: Config, out: str,
                 "true codes (the ceiling of code prediction, in expectation); fid_ratio < 1 beats bicubic",
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    storage.write_json(storage.join(out, "upscale.json"), common.json_safe(record))
+    storage.write_json(storage.join(out, "upscale.json"), json_safe(record))
     show = min(len(images), max(1, ec.examples))
     rows = [(f"low-res {size // factor}px", results["nearest"][:show]), ("bicubic", results["bicubic"][:show]),
             ("upscaler", results["upscaler"][:show]), ("VQ ceiling", results["vq_reconstruction"][:show]),
             ("original", images[:show])]
-    common.write_sheet(storage.join(out, "upscale.png"), rows, show)
+    write_sheet(storage.join(out, "upscale.png"), rows, show)
     m = methods
     log(f"upscale: {len(images)} held-out images {size // factor} -> {size} px: PSNR upscaler {m['upscaler']['psnr']:.2f} "
         f"dB vs bicubic {base['psnr']:.2f} (VQ ceiling {m['vq_reconstruction']['psnr']:.2f}); SSIM "
@@ -402,7 +407,7 @@ def _fmt(v: float | None) -> str:
 # -- the CLI demo -----------------------------------------------------------------------------------
 
 
-def upscale_files(specs: list[str], paths: common.RunPaths, out: str, log=print) -> list[str]:
+def upscale_files(specs: list[str], paths: RunPaths, out: str, log=print) -> list[str]:
     """Upscale each input (image file or emoji name); an input larger than the low-res size is first
     downsampled to it (Pillow bicubic, as in training), so a full-size emoji shows what the
     upscaler recovers from its low-res version.
@@ -421,16 +426,16 @@ def upscale_files(specs: list[str], paths: common.RunPaths, out: str, log=print)
         is_file = storage.is_s3(spec) or storage.exists(spec)
         if is_file:
             native = _native_size(spec)
-            image, label = common.load_emoji(spec, max(native, low), paths.data)
+            image, label = load_emoji(spec, max(native, low), paths.data)
             lowres = image[None] if image.shape[0] == low else _shrink(image, low)
         else:  # a dataset emoji: its full-size drawing, shrunk
-            image, label = common.load_emoji(spec, size, paths.data)
+            image, label = load_emoji(spec, size, paths.data)
             lowres = downsample(image[None], size // low)
         stem = slug(Path(spec).stem if is_file else spec)
         up = upscale(model, vqvae, lowres)
         storage.write_bytes(storage.join(out, f"{stem}_upscaled.png"), to_png_bytes(up[0]))
         row = np.concatenate([nearest(lowres, size), bicubic(lowres, size), up])
-        written.append(common.write_sheet(storage.join(out, f"upscale_{stem}.png"), [(label, row)], len(row)))
+        written.append(write_sheet(storage.join(out, f"upscale_{stem}.png"), [(label, row)], len(row)))
         log(f"upscale: {label}: {low} -> {size} px -> {written[-1]}")
     return written
 

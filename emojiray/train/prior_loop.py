@@ -18,8 +18,8 @@ import pyarrow as pa
 import torch
 
 from emojiray import storage
-from emojiray.config import CONDITIONS, Config
-from emojiray.data.codes import LABELS, load_codes_manifest, read_code_tables
+from emojiray.config import CONDITIONS, LABELS, Config
+from emojiray.data.codes import load_codes_manifest, read_code_tables
 from emojiray.errors import EmojirayError
 from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import build_prior, nats_to_bits, prior_loss

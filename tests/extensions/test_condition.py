@@ -20,11 +20,11 @@ from emojiray.data import shards
 from emojiray.data.prepare import prepare
 from emojiray.errors import EmojirayError
 from emojiray.extensions.classifier import KIND, load_classifier, predict, shift, train_classifier
-from emojiray.extensions.common import RunPaths
 from emojiray.extensions.condition import agreement, condition_report
+from emojiray.extensions.paths import RunPaths
 from emojiray.generate.sample_run import FORMAT, samples_table, table_bytes
-from emojiray.models.classifier import EmojiClassifier
 from emojiray.models import checkpoint as ckpt
+from emojiray.models.classifier import EmojiClassifier
 from helpers import tiny_pair
 
 QUIET = dict(log=lambda *_: None)

@@ -10,10 +10,11 @@ import torch
 from conftest import draw_emoji
 
 from emojiray.config import ClassifierConfig, Config, TrainConfig, UpscaleConfig
-from emojiray.extensions import common
 from emojiray.extensions.classifier import ClassifierFamily, class_weights, load_classifier
-from emojiray.images import to_model_input
+from emojiray.extensions.codes import decode, encode
+from emojiray.extensions.measures import image_scores
 from emojiray.extensions.upscale import UpscalerFamily, downsample, load_upscaler, vqvae_fingerprint
+from emojiray.images import to_model_input
 from emojiray.models import checkpoint as ckpt
 from emojiray.train import harness
 from helpers import tiny_pair
@@ -90,7 +91,7 @@ def test_upscaler_family_learns_the_codes_and_evaluates_deterministically(tmp_pa
     _, vq_uri = tiny_pair(tmp_path, "maskgit")
     vq, _, _ = ckpt.load_vqvae(vq_uri)
     full = np.stack([np.asarray(draw_emoji(i, 32).convert("RGB")) for i in range(96)])
-    codes = {lv: c for lv, c in common.encode(vq, full).items()}
+    codes = {lv: c for lv, c in encode(vq, full).items()}
     arrays = {"image": torch.from_numpy(full), "lowres": torch.from_numpy(downsample(full, 2)), **codes}
     train = {k: v[:64] for k, v in arrays.items() if k != "image"}
     val = {k: v[64:] for k, v in arrays.items()}
@@ -114,7 +115,7 @@ def test_upscaler_family_learns_the_codes_and_evaluates_deterministically(tmp_pa
     # the metrics match decoding the whole val set at once
     with torch.no_grad():
         pred = fam.model.predict_codes(to_model_input(val["lowres"], channels_last=False))
-    psnr, _ = common.image_scores(common.decode(vq, pred), full[64:])
+    psnr, _ = image_scores(decode(vq, pred), full[64:])
     assert m["val_psnr"] == pytest.approx(float(psnr.mean()), rel=1e-5)
     assert m["val_bottom_accuracy"] == pytest.approx(float((pred["bottom"] == codes["bottom"][64:]).float().mean()))
 

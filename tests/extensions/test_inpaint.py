@@ -12,8 +12,9 @@ from emojiray.cli import main
 from emojiray.config import DataConfig, load_config
 from emojiray.data.prepare import prepare
 from emojiray.errors import EmojirayError
-from emojiray.extensions.common import RunPaths, code_masks
+from emojiray.extensions.codes import code_masks
 from emojiray.extensions.inpaint import evaluate_inpaint, inpaint, naive_fill, parse_mask, random_boxes
+from emojiray.extensions.paths import RunPaths
 from emojiray.generate.sampler import Sampler
 from helpers import tiny_pair
 

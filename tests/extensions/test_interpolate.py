@@ -15,8 +15,8 @@ from emojiray.cli import main
 from emojiray.config import DataConfig, load_config
 from emojiray.data.prepare import prepare
 from emojiray.errors import EmojirayError
-from emojiray.extensions import common
-from emojiray.extensions.common import RunPaths
+from emojiray.extensions.codes import decode, encode
+from emojiray.extensions.paths import RunPaths
 from emojiray.extensions.interpolate import (
     crossfade,
     evaluate_interpolation,
@@ -62,7 +62,7 @@ def test_latent_path_ends_at_the_vq_reconstructions(models):
     a, b = two_images(1)
     f = latent_path(sampler.vqvae, a, b, 5)
     assert f.shape == (6, 32, 32, 3) and f.dtype == np.uint8
-    recon = common.decode(sampler.vqvae, common.encode(sampler.vqvae, np.stack([a, b])))
+    recon = decode(sampler.vqvae, encode(sampler.vqvae, np.stack([a, b])))
     assert np.abs(f[0].astype(int) - recon[0]).max() <= 1 and np.abs(f[-1].astype(int) - recon[1]).max() <= 1
     assert not np.array_equal(f[0], f[-1])
     assert len({x.tobytes() for x in f}) > 2, "the re-quantised latents pass through other codes"
@@ -71,7 +71,7 @@ def test_latent_path_ends_at_the_vq_reconstructions(models):
 def test_prior_path_keeps_exact_endpoints_and_mixes_between(models):
     _, _, sampler = models
     a, b = two_images(2)
-    ta, tb = sampler.layout.flatten(common.encode(sampler.vqvae, np.stack([a, b]))).cpu()
+    ta, tb = sampler.layout.flatten(encode(sampler.vqvae, np.stack([a, b]))).cpu()
     differ = ta != tb
     assert differ.sum() > 10
     frames, tokens = prior_path(sampler, a, b, 4, 0.3, sampler.generator(0))
@@ -79,7 +79,7 @@ def test_prior_path_keeps_exact_endpoints_and_mixes_between(models):
     assert torch.equal(tokens[0].cpu(), ta) and torch.equal(tokens[-1].cpu(), tb)
     mid = tokens[2].cpu()
     assert ((mid == ta) & differ).any() and ((mid == tb) & differ).any(), "the middle mixes both"
-    recon = common.decode(sampler.vqvae, common.encode(sampler.vqvae, np.stack([a, b])))
+    recon = decode(sampler.vqvae, encode(sampler.vqvae, np.stack([a, b])))
     assert np.abs(frames[0].astype(int) - recon[0]).max() <= 1
 
     again, _ = prior_path(sampler, a, b, 4, 0.3, sampler.generator(0))

@@ -13,7 +13,8 @@ from emojiray.cli import main
 from emojiray.config import DataConfig, load_config
 from emojiray.data.prepare import prepare
 from emojiray.errors import EmojirayError
-from emojiray.extensions.common import RunPaths, decode, encode
+from emojiray.extensions.codes import decode, encode
+from emojiray.extensions.paths import RunPaths
 from emojiray.extensions.restyle import evaluate_restyle, plausibility, restyle, restyle_tokens, vendor_pairs
 from emojiray.generate.sampler import Sampler
 from helpers import tiny_pair

@@ -16,12 +16,12 @@ from emojiray.cli import main
 from emojiray.config import DataConfig, ModelConfig, load_config
 from emojiray.data.prepare import prepare
 from emojiray.errors import EmojirayError
-from emojiray.extensions import common
+from emojiray.extensions.codes import decode, encode
+from emojiray.extensions.paths import RunPaths
 from emojiray.extensions.upscale import (KIND, bicubic, build_upscaler, downsample, evaluate_upscale, load_pair,
                                          load_upscaler, nearest, train_upscaler, upscale)
-from emojiray.models import build_vqvae
+from emojiray.models import build_vqvae, checkpoint as ckpt
 from emojiray.models.upscaler import LowResEncoder
-from emojiray.models import checkpoint as ckpt
 from helpers import tiny_pair
 
 QUIET = dict(log=lambda *_: None)
@@ -91,12 +91,12 @@ def test_perfect_codes_decode_to_the_vq_ceiling(tmp_path):
     _, vq_uri = tiny_pair(tmp_path, "maskgit")
     vq, _, _ = ckpt.load_vqvae(vq_uri)
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
-    true = common.encode(vq, images)
+    true = encode(vq, images)
     model = Oracle(16, vq.grid_sizes(32), {lv: q.K for lv, q in vq.quantizers.items()}, channels=8, res_blocks=1)
     model.set_codes(true)
     out = upscale(model, vq, downsample(images, 2))
     assert out.shape == (5, 32, 32, 3)
-    assert np.array_equal(out, common.decode(vq, true)), "the predicted codes of each level reach the decoder"
+    assert np.array_equal(out, decode(vq, true)), "the predicted codes of each level reach the decoder"
     swapped = {lv: c.roll(1, 0) for lv, c in true.items()}  # another image's codes decode to another image
     model.set_codes(swapped)
     assert not np.array_equal(upscale(model, vq, downsample(images, 2)), out)
@@ -125,7 +125,7 @@ def test_train_evaluate_cli_and_errors(ray_local, npm_cache, tmp_path, capsys):
     assert (tmp_path / "upscaler" / "train" / KIND / "meta.json").exists(), "the Ray Train run beside the model"
 
     out = tmp_path / "ext"
-    rec = evaluate_upscale(common.RunPaths.of(data=data, upscaler=up), cfg, str(out), features=thumbnail, **QUIET)
+    rec = evaluate_upscale(RunPaths.of(data=data, upscaler=up), cfg, str(out), features=thumbnail, **QUIET)
     saved = json.loads((out / "upscale.json").read_text())
     m = saved["methods"]
     assert saved["images"] == 6 and saved["input_size"] == 16 and set(m) == {"upscaler", "bicubic", "nearest",

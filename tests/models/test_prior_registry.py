@@ -102,7 +102,7 @@ def test_a_registered_kind_trains_in_the_ray_free_loop(toy):
 
 
 def test_a_registered_kind_saves_loads_and_samples_images(toy, tmp_path):
-    from emojiray.extensions.common import require_mask_filling
+    from emojiray.extensions.codes import require_mask_filling
     from emojiray.generate.sampler import Sampler
 
     prior_uri, _ = tiny_pair(tmp_path, kind=toy, condition="emotion")

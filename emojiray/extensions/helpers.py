@@ -1,0 +1,68 @@
+"""Training the helper models (classifier, upscaler) through the one Ray driver, and publishing them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from emojiray import storage
+from emojiray.errors import EmojirayError
+from emojiray.extensions.measures import json_safe
+
+
+RUN_DIR = "train"  # in a helper model's folder: its Ray Train run (ray/, tensorboard/, the exported model)
+
+
+def helper_schedule(section, examples: int, world: int = 1, log_every: int = 50):
+    """(Schedule, steps per epoch) of a helper model from its config section (``classifier``,
+    ``upscale``): warm-up over a tenth of the steps (at most 100), cosine decay to 5 % of the
+    learning rate, gradient clipping at 1, the section's time budget, a validation every epoch."""
+    from emojiray.train import harness
+
+    steps = max(1, examples // (section.batch_size * world))
+    total = section.epochs * steps
+    return harness.Schedule(epochs=section.epochs, batch_size=section.batch_size, lr=section.lr,
+                            warmup_steps=min(100, total // 10), min_lr_ratio=0.05, grad_clip=1.0,
+                            max_seconds=section.max_seconds, report_every_s=0, log_every=log_every), steps
+
+
+def check_helper_data(what: str, section, train: int, val: int, data_uri: str) -> None:
+    """One-line errors before a helper model's training starts Ray."""
+    if section.epochs < 1:
+        raise EmojirayError(f"{what}.epochs must be >= 1, got {section.epochs}")
+    if train == 0:
+        raise EmojirayError(f"the dataset at {data_uri} has no training images")
+    if val == 0:
+        raise EmojirayError(f"the val split of {data_uri} is empty ({what} selection needs it): set "
+                            f"data.val_fraction > 0 and prepare again")
+
+
+def fit_helper(family_cls, cfg, spec: dict[str, Any], train: dict[str, np.ndarray], val: dict[str, np.ndarray],
+               out: str, describe: str = "", log=print) -> dict[str, Any]:
+    """Train a helper model's family through the one Ray driver (:func:`emojiray.train.driver.fit`)
+    on in-memory arrays (put in Ray's object store once); return the driver's record.
+
+    The run lives in ``<out>/train``: ``ray/<kind>/`` (Ray Train's checkpoints), ``tensorboard/``
+    and ``<kind>/`` (the best checkpoint by the family's score); :func:`publish_model` then puts
+    that model at ``out`` itself. Every call starts the run over (the pipeline keeps a model whose
+    inputs did not change instead)."""
+    from emojiray.data.stream import from_arrays
+    from emojiray.train.driver import fit
+
+    return fit(family_cls, cfg, spec, lambda: {"train": from_arrays(train), "val": from_arrays(val)},
+               storage.join(out, RUN_DIR), force=True, quiet_claim=True, describe=describe, log=log)
+
+
+def publish_model(model_uri: str, out: str, kind: str, **extra: Any) -> dict[str, Any]:
+    """Copy the checkpoint at ``model_uri`` (meta.json + weights) to ``out`` with ``extra`` added to
+    its meta; return that meta. Each file is written atomically, the weights first: meta.json,
+    which makes ``out`` a model, comes last."""
+    from emojiray.models import checkpoint as ckpt
+
+    with ckpt.LocalCopy(model_uri) as d:
+        meta = {**ckpt.read_meta(d, kind=kind), **json_safe(extra)}
+        weights = (d / ckpt.WEIGHTS).read_bytes()
+    storage.write_bytes(storage.join(out, ckpt.WEIGHTS), weights)
+    storage.write_json(storage.join(out, ckpt.META), meta)
+    return meta
