@@ -35,15 +35,13 @@ import torch
 import torch.nn.functional as F
 
 from emojiray import storage
-from emojiray.config import Config, config_from_dict
+from emojiray.config import Config
 from emojiray.data.shards import read_arrays
-from emojiray.devices import resolve_device
 from emojiray.errors import EmojirayError
-from emojiray.extensions.helpers import RUN_DIR, check_helper_data, fit_helper, helper_schedule, publish_model
+from emojiray.extensions.helpers import (RUN_DIR, check_helper_data, fit_helper, helper_schedule, load_helper,
+                                         publish_model)
 from emojiray.extensions.measures import json_safe
-from emojiray.extensions.paths import require_model
 from emojiray.images import resize_rgb, to_model_input
-from emojiray.models import checkpoint as ckpt
 from emojiray.models.classifier import EmojiClassifier
 from emojiray.train.loop_utils import autocast
 
@@ -223,15 +221,11 @@ def train_classifier(data_uri: str, out: str, cfg: Config, force: bool = False, 
 
 def load_classifier(uri: str, device=None) -> tuple[EmojiClassifier, dict[str, Any]]:
     """(model in eval mode on ``device``, checkpoint meta with "labels", "vocab", "image_size")."""
-    require_model(uri, "classifier", "train-classifier", "--classifier")
-    with ckpt.LocalCopy(uri) as d:
-        meta = ckpt.read_meta(d, kind=KIND)
-        cfg = config_from_dict(meta["config"])
-        classes = {lb: len(meta["vocab"][lb]) for lb in meta["labels"]}
-        model = EmojiClassifier(classes, channels=int(meta.get("channels", cfg.classifier.channels)),
-                                size=int(meta["image_size"]))
-        ckpt.load_weights(d, model)
-    return model.to(resolve_device(device)).eval(), meta
+    def build(meta, cfg):
+        return EmojiClassifier({lb: len(meta["vocab"][lb]) for lb in meta["labels"]},
+                               channels=int(meta.get("channels", cfg.classifier.channels)), size=int(meta["image_size"]))
+
+    return load_helper(uri, KIND, "train-classifier", "--classifier", build, device)
 
 
 @torch.no_grad()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -66,3 +66,20 @@ def publish_model(model_uri: str, out: str, kind: str, **extra: Any) -> dict[str
     storage.write_bytes(storage.join(out, ckpt.WEIGHTS), weights)
     storage.write_json(storage.join(out, ckpt.META), meta)
     return meta
+
+
+def load_helper(uri: str, kind: str, command: str, option: str, build: Callable, device=None):
+    """(model in eval mode on ``device``, checkpoint meta) of the helper model of ``kind`` at ``uri``;
+    ``build(meta, config)`` makes the module the weights go into. One-line errors name ``command``
+    (that trains one) and ``option`` (that passes one)."""
+    from emojiray.config import config_from_dict
+    from emojiray.devices import resolve_device
+    from emojiray.extensions.paths import require_model
+    from emojiray.models import checkpoint as ckpt
+
+    require_model(uri, kind, command, option)
+    with ckpt.LocalCopy(uri) as d:
+        meta = ckpt.read_meta(d, kind=kind)
+        model = build(meta, config_from_dict(meta["config"]))
+        ckpt.load_weights(d, model)
+    return model.to(resolve_device(device)).eval(), meta

@@ -38,16 +38,17 @@ import torch
 import torch.nn.functional as F
 
 from emojiray import storage
-from emojiray.config import Config, config_from_dict
+from emojiray.config import Config
 from emojiray.data.shards import read_arrays, seeded_subset
 from emojiray.devices import resolve_device
 from emojiray.errors import EmojirayError
 from emojiray.extensions.codes import decode, encode
-from emojiray.extensions.helpers import RUN_DIR, check_helper_data, fit_helper, helper_schedule, publish_model
+from emojiray.extensions.helpers import (RUN_DIR, check_helper_data, fit_helper, helper_schedule, load_helper,
+                                         publish_model)
 from emojiray.extensions.interface import Extension
 from emojiray.extensions.lookup import load_emoji
 from emojiray.extensions.measures import fid, image_scores, inception_features, json_safe
-from emojiray.extensions.paths import RunPaths, require_model
+from emojiray.extensions.paths import RunPaths
 from emojiray.extensions.sheets import write_sheet
 from emojiray.images import to_model_input
 from emojiray.models import checkpoint as ckpt
@@ -299,15 +300,12 @@ def train_upscaler(data_uri: str, vqvae_uri: str, out: str, cfg: Config, force: 
 
 def load_upscaler(uri: str, device=None) -> tuple[LowResEncoder, dict[str, Any]]:
     """(model in eval mode on ``device``, checkpoint meta: "vqvae", "vqvae_fingerprint", "factor", sizes)."""
-    require_model(uri, "upscaler", "train-upscaler", "--upscaler")
-    with ckpt.LocalCopy(uri) as d:
-        meta = ckpt.read_meta(d, kind=KIND)
-        cfg = config_from_dict(meta["config"])
-        model = LowResEncoder(int(meta["input_size"]), {lv: tuple(g) for lv, g in meta["grids"].items()},
-                              meta["codebook_sizes"], channels=int(meta.get("channels", cfg.upscale.channels)),
-                              res_blocks=int(meta.get("res_blocks", cfg.upscale.res_blocks)))
-        ckpt.load_weights(d, model)
-    return model.to(resolve_device(device)).eval(), meta
+    def build(meta, cfg):
+        return LowResEncoder(int(meta["input_size"]), {lv: tuple(g) for lv, g in meta["grids"].items()},
+                             meta["codebook_sizes"], channels=int(meta.get("channels", cfg.upscale.channels)),
+                             res_blocks=int(meta.get("res_blocks", cfg.upscale.res_blocks)))
+
+    return load_helper(uri, KIND, "train-upscaler", "--upscaler", build, device)
 
 
 def load_pair(upscaler_uri: str, vqvae_uri: str = "", device=None):
