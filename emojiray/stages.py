@@ -30,6 +30,8 @@ from typing import Any
 from emojiray import storage
 from emojiray.errors import EmojirayError
 
+MARKERS = "stages"  # the markers' folder in a run
+
 
 def fingerprint(*parts: Any) -> str:
     """A stable hash of JSON-able parts (keys sorted; other objects by ``str``)."""
@@ -42,7 +44,6 @@ class StageContext:
 
     done: dict[str, dict[str, Any]]  # the results of the stages before it, by name
     fresh: bool  # start over: forced, or what is on disk was made from other inputs
-    ran: set[str] = field(default_factory=set)  # the earlier stages that ran (not skipped) in this run
     versions: dict[str, str] = field(default_factory=dict)  # the earlier stages' versions (change when redone)
 
 
@@ -79,9 +80,6 @@ def check_start(stages: Sequence[Stage], start: str | None) -> None:
         raise EmojirayError(f"--from {start!r}: no such stage in this run; its stages: {', '.join(names)}")
 
 
-MARKERS = "stages"  # the markers' folder in a run
-
-
 def run_stages(stages: Sequence[Stage], root: str, force: bool = False, start: str | None = None,
                log=print) -> dict[str, dict[str, Any]]:
     """Run ``stages`` in order for the run at ``root``: {name: its result + "seconds" (+ "skipped": True)}."""
@@ -94,7 +92,7 @@ def run_stages(stages: Sequence[Stage], root: str, force: bool = False, start: s
         forced = forced or st.name == start
         t = time.perf_counter()
         upstream_ran = any(a in ran for a in st.after)
-        ctx = StageContext(done, fresh=forced or upstream_ran, ran=set(ran), versions=dict(versions))
+        ctx = StageContext(done, fresh=forced or upstream_ran, versions=dict(versions))
         if st.key is None:
             result = st.run(ctx)
             versions[st.name] = fingerprint(result)
