@@ -36,7 +36,6 @@ import recipe_rows  # noqa: E402
 
 from emojiray.config import load_config  # noqa: E402
 from emojiray.data import shards  # noqa: E402
-from emojiray.data.shards import read_arrays  # noqa: E402
 from emojiray.generate.sample_run import condition_ids  # noqa: E402
 from emojiray.images import from_model_output, grid, to_model_input, to_png_bytes  # noqa: E402
 from emojiray.metrics.fid import FeatureStats, frechet_distance, kid, precision_recall  # noqa: E402
@@ -118,7 +117,7 @@ class Data:
         self.sizes = {lv: q.K for lv, q in self.vqvae.quantizers.items()}
         self.images, self.arrays = {}, {}
         for split in ("train", "val", "test"):
-            images, cols = read_arrays(data_uri, (split,), ("category", "emotion", "vendor"))
+            images, cols = shards.read_arrays(data_uri, (split,), ("category", "emotion", "vendor"))
             self.images[split] = images
             codes = self.encode(images)
             labels = {k: torch.tensor([self.vocab[k].index(v) for v in vals]) for k, vals in cols.items()}

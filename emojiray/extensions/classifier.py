@@ -106,7 +106,6 @@ class ClassifierFamily:
     score = ("val_score", "max")
     batch_key = "classifier.batch_size"  # the config key of the per-worker batch size
 
-
     def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
                  rank: int = 0):
         c = cfg.classifier

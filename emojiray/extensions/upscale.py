@@ -173,7 +173,6 @@ class UpscalerFamily:
     score = ("val_psnr", "max")
     batch_key = "upscale.batch_size"  # the config key of the per-worker batch size
 
-
     def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
                  rank: int = 0):
         uc = cfg.upscale

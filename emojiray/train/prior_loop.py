@@ -92,7 +92,6 @@ class PriorFamily:
     score = ("val_bits_per_code", "min")  # priors overfit small sets: keep the best on validation
     batch_key = "prior.batch_size"  # the config key of the per-worker batch size
 
-
     def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
                  rank: int = 0):
         pc, tc = cfg.prior, cfg.train

@@ -54,7 +54,6 @@ class VQVAEFamily:
     score = None  # the last checkpoint is the model (reconstruction does not overfit like priors)
     batch_key = "train.batch_size"  # the config key of the per-worker batch size
 
-
     def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
                  rank: int = 0):
         tc = cfg.train
