@@ -8,18 +8,30 @@ then ``--set`` overrides in the order given.
 Each section documents the range of its values in ``RANGES`` (``"> 0"``, ``">= 1"``, ``"[0, 1)"``,
 ``"{vq, fsq}"``; a list value's range holds for each item). :func:`load_config` checks them all,
 so a bad value is one line naming the key, the value and the range before any work or Ray starts.
+
+Values are read by their field's type with pydantic (a ``TypeAdapter`` over these standard
+dataclasses). Why pydantic: it comes installed with Ray (no new dependency, pinned in
+constraints.txt), it validates the dataclasses as they are (no base class, no generated code),
+and its lax mode reads command-line text by type (``32``, ``yes``, ``1e-3``). OmegaConf's
+structured configs would need a package that is not installed and the same additions; tyro
+builds a command line, which this project already has. Three rules of this project go on top, as
+the annotated types below: a bool is not a number, a scalar is text where text is asked, and a
+list may be written ``a,b``. This module walks the dotted keys (so that an unknown key is named
+with the keys known there) and turns pydantic's first error into one line.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import yaml
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from emojiray.errors import EmojirayError
 from emojiray.registry import EXTENSIONS, PRIORS, Registry
@@ -34,6 +46,51 @@ LABELS = ("emotion", "category", "vendor")  # the per-image labels a prior or th
 CONDITIONS = ("none", *LABELS)
 CODE_LEVELS = ("bottom", "top")
 EVAL_SPLITS = ("train", "val", "test", "heldout")  # heldout = val + test
+
+
+def _number(value: Any) -> Any:
+    """A number field's input: a bool is refused (``data.size: true`` is a mistake), text is read."""
+    if isinstance(value, bool):
+        raise ValueError("a bool is not a number")
+    if isinstance(value, str):
+        for parse in (int, float):  # "32.0" is an int field's 32; pydantic reads "32" but not "32.0"
+            try:
+                return parse(value)
+            except ValueError:
+                pass
+    return value
+
+
+def _text(value: Any) -> Any:
+    """A text field's input: YAML's ``npm_version: 16`` is "16", an empty YAML value is ""."""
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, (bool, int, float)) else value
+
+
+def _yaml_text(value: Any, default: Any) -> Any:
+    """Text written as YAML (``[1, 2]``, ``{a: 1}``) read as such; other input as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return yaml.safe_load(value) if value.strip() else default
+    except yaml.YAMLError:
+        return value
+
+
+def _items(value: Any) -> Any:
+    """A list field's input: a list, YAML text (``[1, 2]``) or comma-separated text (``1,2``)."""
+    if isinstance(value, str) and not value.lstrip().startswith("["):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return _yaml_text(value, [])
+
+
+T = TypeVar("T")
+Int = Annotated[int, BeforeValidator(_number)]
+Float = Annotated[float, BeforeValidator(_number)]
+Str = Annotated[str, BeforeValidator(_text)]
+Items = Annotated[list[T], BeforeValidator(_items)]
+YamlDict = Annotated[dict[str, Any], BeforeValidator(functools.partial(_yaml_text, default={}))]
 
 
 def one_of(names: tuple[str, ...] | Registry) -> str:
@@ -51,21 +108,21 @@ class DataConfig:
     """Dataset preparation (`emojiray data prepare`) and streaming."""
 
     # npm:google,twitter | hf:NAME_OR_PATH | folder:PATH | parquet:URI
-    source: str = "npm:google,twitter"
-    npm_version: str = "16.0.0"  # version of the emoji-datasource-<vendor> npm packages
-    size: int = 64  # output side in pixels (square, RGB)
-    background: str = "white"  # colour that transparent pixels are composited onto
-    val_fraction: float = 0.05  # share of emoji identities held out for validation
-    test_fraction: float = 0.05  # share of emoji identities held out for test
-    seed: int = 0  # split seed: the same seed always puts an emoji in the same split
-    shard_rows: int = 2048  # rows per Parquet shard
+    source: Str = "npm:google,twitter"
+    npm_version: Str = "16.0.0"  # version of the emoji-datasource-<vendor> npm packages
+    size: Int = 64  # output side in pixels (square, RGB)
+    background: Str = "white"  # colour that transparent pixels are composited onto
+    val_fraction: Float = 0.05  # share of emoji identities held out for validation
+    test_fraction: Float = 0.05  # share of emoji identities held out for test
+    seed: Int = 0  # split seed: the same seed always puts an emoji in the same split
+    shard_rows: Int = 2048  # rows per Parquet shard
     dedupe: bool = True  # drop exact duplicate images (after preprocessing)
-    max_pixels: int = 40_000_000  # larger inputs are refused as decompression bombs
-    limit: int = 0  # keep only the first N inputs (0 = all), for quick experiments
-    labels_csv: str = ""  # folder source: CSV with a `file` column and label columns
-    hf_split: str = "train"  # hf source: which split to read
-    hf_image_column: str = ""  # hf source: image column (default: the first Image feature)
-    hf_text_column: str = ""  # hf source: text/name column (default: `text` or first string)
+    max_pixels: Int = 40_000_000  # larger inputs are refused as decompression bombs
+    limit: Int = 0  # keep only the first N inputs (0 = all), for quick experiments
+    labels_csv: Str = ""  # folder source: CSV with a `file` column and label columns
+    hf_split: Str = "train"  # hf source: which split to read
+    hf_image_column: Str = ""  # hf source: image column (default: the first Image feature)
+    hf_text_column: Str = ""  # hf source: text/name column (default: `text` or first string)
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "size": "[8, 1024]", "val_fraction": "[0, 1)", "test_fraction": "[0, 1)", "seed": ">= 0", "shard_rows": ">= 1",
@@ -84,18 +141,18 @@ class DataConfig:
 class RayConfig:
     """How to reach Ray: an address (or RAY_ADDRESS) for a cluster, else an embedded local Ray."""
 
-    address: str = ""  # "" = RAY_ADDRESS if set, else start a local Ray
-    num_cpus: int = 0  # local Ray only; 0 = all cores of this machine
-    num_gpus: int = -1  # local Ray only; -1 = detect
-    num_workers: int = 0  # training workers; 0 = one per GPU, or as many CPUs as are left
-    data_cpus: int = -1  # CPUs kept free for Ray Data beside training workers (-1 = auto: none when CPU
+    address: Str = ""  # "" = RAY_ADDRESS if set, else start a local Ray
+    num_cpus: Int = 0  # local Ray only; 0 = all cores of this machine
+    num_gpus: Int = -1  # local Ray only; -1 = detect
+    num_workers: Int = 0  # training workers; 0 = one per GPU, or as many CPUs as are left
+    data_cpus: Int = -1  # CPUs kept free for Ray Data beside training workers (-1 = auto: none when CPU
     # workers train from a materialised dataset, else 1)
     use_gpu: bool = True  # train on GPUs when the cluster has them
-    batch_size: int = 256  # images per batch when streaming shards
+    batch_size: Int = 256  # images per batch when streaming shards
     cache_data: bool = True  # materialise decoded images in the object store once (small datasets)
     # a training worker keeps its share of the train split in its own memory when the share is under
     # this many MiB: read through Ray Data once, no Ray Data iteration per epoch (0 = stream every epoch)
-    worker_cache_mb: int = 1024
+    worker_cache_mb: Int = 1024
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "num_cpus": ">= 0", "num_gpus": ">= -1", "num_workers": ">= 0", "data_cpus": ">= -1", "batch_size": ">= 1",
@@ -107,24 +164,24 @@ class RayConfig:
 class ModelConfig:
     """The VQ-VAE tokenizer. Per-level lists are ordered [bottom, top] (flat uses only bottom)."""
 
-    arch: str = "vqvae2"  # vqvae2 (top + bottom codes) | vqvae (one code grid)
-    channels: int = 128  # hidden channels of encoders/decoders
-    res_blocks: int = 2  # residual blocks per encoder/decoder
-    res_channels: int = 32  # channels inside a residual block
-    up_blocks: int = 0  # decoder residual blocks at each upsampled resolution (0 = the paper's decoder)
-    downsample: list[int] = field(default_factory=lambda: [4, 2])  # image->bottom, bottom->top
-    quantizer: str = "vq"  # vq (a learned codebook) | fsq (finite scalar quantisation: no codebook)
-    codebook_size: list[int] = field(default_factory=lambda: [512, 512])  # K per level (vq)
+    arch: Str = "vqvae2"  # vqvae2 (top + bottom codes) | vqvae (one code grid)
+    channels: Int = 128  # hidden channels of encoders/decoders
+    res_blocks: Int = 2  # residual blocks per encoder/decoder
+    res_channels: Int = 32  # channels inside a residual block
+    up_blocks: Int = 0  # decoder residual blocks at each upsampled resolution (0 = the paper's decoder)
+    downsample: Items[Int] = field(default_factory=lambda: [4, 2])  # image->bottom, bottom->top
+    quantizer: Str = "vq"  # vq (a learned codebook) | fsq (finite scalar quantisation: no codebook)
+    codebook_size: Items[Int] = field(default_factory=lambda: [512, 512])  # K per level (vq)
     # fsq: values per channel, one list per level; K = their product (e.g. [8, 5, 5, 5] = 1000 codes)
-    fsq_levels: list[list[int]] = field(default_factory=lambda: [[8, 5, 5, 5], [8, 5, 5, 5]])
-    code_dim: list[int] = field(default_factory=lambda: [64, 64])  # channels at each quantizer
-    lookup_dim: int = 0  # 0 = code_dim; smaller = low-dimensional codebook lookup
+    fsq_levels: Items[Items[Int]] = field(default_factory=lambda: [[8, 5, 5, 5], [8, 5, 5, 5]])
+    code_dim: Items[Int] = field(default_factory=lambda: [64, 64])  # channels at each quantizer
+    lookup_dim: Int = 0  # 0 = code_dim; smaller = low-dimensional codebook lookup
     l2_normalize: bool = False  # cosine-similarity codebooks
-    beta: float = 0.25  # commitment weight
+    beta: Float = 0.25  # commitment weight
     ema: bool = True  # EMA codebook updates (else learned by gradient)
-    ema_decay: float = 0.99
+    ema_decay: Float = 0.99
     kmeans_init: bool = True  # initialise codebooks by k-means on the first batch
-    dead_code_steps: int = 100  # re-seed a code unused for this many steps (0 = never)
+    dead_code_steps: Int = 100  # re-seed a code unused for this many steps (0 = never)
     rotation_trick: bool = False  # vq: the rotation trick's gradient instead of straight-through
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
@@ -139,15 +196,15 @@ class ModelConfig:
 class TrainConfig:
     """A training run (VQ-VAE here; priors reuse the optimisation fields)."""
 
-    epochs: int = 10
-    max_seconds: float = 0.0  # stop after this much training time (0 = no limit)
-    batch_size: int = 128  # per worker
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
-    warmup_steps: int = 200
-    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
-    grad_clip: float = 1.0  # 0 = off
+    epochs: Int = 10
+    max_seconds: Float = 0.0  # stop after this much training time (0 = no limit)
+    batch_size: Int = 128  # per worker
+    lr: Float = 3e-4
+    weight_decay: Float = 0.0
+    betas: Items[Float] = field(default_factory=lambda: [0.9, 0.99])
+    warmup_steps: Int = 200
+    min_lr_ratio: Float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    grad_clip: Float = 1.0  # 0 = off
     # bf16 autocast on GPU, and for training steps on a CPU with native bf16 (AVX512-BF16/AMX): on such a
     # 2-core CPU the tokenizer trains 1.24-1.60x the images/s with a better PSNR after the same time
     # (results/bench/cpu_bf16.md), a prior 1.2-1.6x (results/cpu/prior_step_cost.txt) with 4.43 instead of
@@ -155,22 +212,22 @@ class TrainConfig:
     bf16: bool = True
     channels_last: bool = True
     compile: bool = False  # torch.compile the model
-    seed: int = 0
-    max_failures: int = 2  # worker failures recovered from the last checkpoint
+    seed: Int = 0
+    max_failures: Int = 2  # worker failures recovered from the last checkpoint
     # validate, checkpoint and draw a grid after this much training time, inside an epoch if need be,
     # and at the end (0 = after every epoch); each report costs a validation pass and a checkpoint
-    report_every_s: float = 60.0
-    log_every: int = 50  # steps between TensorBoard scalars
-    image_every: int = 1  # reports between TensorBoard image grids (0 = never)
-    eval_batches: int = 0  # validation batches per epoch (0 = the whole split)
+    report_every_s: Float = 60.0
+    log_every: Int = 50  # steps between TensorBoard scalars
+    image_every: Int = 1  # reports between TensorBoard image grids (0 = never)
+    eval_batches: Int = 0  # validation batches per epoch (0 = the whole split)
     # The tokenizer's adversarial loss (VQGAN): a patch discriminator (emojiray/models/discriminator.py)
     # learns to tell reconstructions from originals, and the decoder is trained to fool it as well
-    adv_weight: float = 0.0  # weight of the decoder's adversarial loss (0 = off: MSE + commitment only)
-    adv_start_step: int = 0  # training step from which the discriminator and the adversarial loss run
+    adv_weight: Float = 0.0  # weight of the decoder's adversarial loss (0 = off: MSE + commitment only)
+    adv_start_step: Int = 0  # training step from which the discriminator and the adversarial loss run
     adv_adaptive: bool = True  # scale the adversarial gradient to the reconstruction's (times adv_weight)
-    disc_channels: int = 64  # the discriminator's first conv (doubling per layer, at most 8x)
-    disc_layers: int = 3  # strided 4x4 convs: 32 px -> a 4x4 grid of patch logits
-    disc_lr: float = 0.0  # the discriminator's learning rate (0 = train.lr), constant, Adam betas (0.5, 0.9)
+    disc_channels: Int = 64  # the discriminator's first conv (doubling per layer, at most 8x)
+    disc_layers: Int = 3  # strided 4x4 convs: 32 px -> a 4x4 grid of patch logits
+    disc_lr: Float = 0.0  # the discriminator's learning rate (0 = train.lr), constant, Adam betas (0.5, 0.9)
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "epochs": ">= 1", "max_seconds": ">= 0", "batch_size": ">= 1", "lr": "> 0", "weight_decay": ">= 0",
@@ -185,35 +242,35 @@ class TrainConfig:
 class PriorConfig:
     """A prior over VQ codes (`emojiray train-prior`) and how it samples."""
 
-    kind: str = "transformer"  # a name in emojiray.registry.PRIORS: pixelsnail | transformer | maskgit
-    condition: str = "none"  # none | emotion | category | vendor
-    cond_dropout: float = 0.1  # share of training examples seen without their condition (for CFG)
+    kind: Str = "transformer"  # a name in emojiray.registry.PRIORS: pixelsnail | transformer | maskgit
+    condition: Str = "none"  # none | emotion | category | vendor
+    cond_dropout: Float = 0.1  # share of training examples seen without their condition (for CFG)
     mirror: bool = False  # extract-codes adds the codes of the training images flipped left to right
-    dim: int = 256  # transformer width
-    layers: int = 8
-    heads: int = 8
-    dropout: float = 0.1
-    channels: int = 128  # PixelSNAIL channels
-    blocks: int = 4  # PixelSNAIL blocks (gated residual stack + attention)
-    res_per_block: int = 2
-    maskgit_steps: int = 12  # parallel decoding steps
+    dim: Int = 256  # transformer width
+    layers: Int = 8
+    heads: Int = 8
+    dropout: Float = 0.1
+    channels: Int = 128  # PixelSNAIL channels
+    blocks: Int = 4  # PixelSNAIL blocks (gated residual stack + attention)
+    res_per_block: Int = 2
+    maskgit_steps: Int = 12  # parallel decoding steps
     # MaskGIT's choice temperature: Gumbel noise of this scale on the confidences that pick which
     # predictions to keep, annealed linearly to 0 over the steps (Chang et al. 2022 use 4.5)
-    choice_temperature: float = 4.5
+    choice_temperature: Float = 4.5
     # label smoothing of MaskGIT's training loss (Chang et al. 2022 use 0.1); the AR priors (transformer,
     # pixelsnail) train on the plain likelihood they are measured by; validation NLL is always plain
-    label_smoothing: float = 0.1
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    guidance: float = 1.0  # classifier-free guidance scale (1 = plain conditional)
-    epochs: int = 20
-    max_seconds: float = 0.0  # stop after this much training time (0 = no limit)
-    batch_size: int = 64
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    sheet_samples: int = 32  # samples in the sheet written after training
+    label_smoothing: Float = 0.1
+    temperature: Float = 1.0
+    top_k: Int = 0
+    top_p: Float = 1.0
+    guidance: Float = 1.0  # classifier-free guidance scale (1 = plain conditional)
+    epochs: Int = 20
+    max_seconds: Float = 0.0  # stop after this much training time (0 = no limit)
+    batch_size: Int = 64
+    lr: Float = 3e-4
+    weight_decay: Float = 0.01
+    warmup_steps: Int = 100
+    sheet_samples: Int = 32  # samples in the sheet written after training
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "kind": PRIORS, "condition": one_of(CONDITIONS), "cond_dropout": "[0, 1)", "dim": ">= 1",
@@ -229,16 +286,16 @@ class PriorConfig:
 class EvalConfig:
     """Measuring a trained tokenizer (`emojiray eval-vqvae`)."""
 
-    split: str = "test"  # held-out split to measure on
-    fid_images: int = 0  # images used for rFID (0 = the whole split; fewer = quicker, noisier)
-    batch_size: int = 256
+    split: Str = "test"  # held-out split to measure on
+    fid_images: Int = 0  # images used for rFID (0 = the whole split; fewer = quicker, noisier)
+    batch_size: Int = 256
     # `emojiray eval-samples`
-    real_images: int = 0  # real images per split with Inception features (0 = all; a seeded subset)
-    memorization_quantile: float = 0.01  # near-copy threshold: this quantile of held-out->train distances
-    min_condition_images: int = 20  # per-condition FID only where both sets have this many images
-    kid_subsets: int = 100
-    pr_k: int = 3  # k of the k-NN manifolds of precision/recall
-    actors: int = 0  # feature actors (0 = one per GPU, or one per 2 free CPUs, 2 threads each)
+    real_images: Int = 0  # real images per split with Inception features (0 = all; a seeded subset)
+    memorization_quantile: Float = 0.01  # near-copy threshold: this quantile of held-out->train distances
+    min_condition_images: Int = 20  # per-condition FID only where both sets have this many images
+    kid_subsets: Int = 100
+    pr_k: Int = 3  # k of the k-NN manifolds of precision/recall
+    actors: Int = 0  # feature actors (0 = one per GPU, or one per 2 free CPUs, 2 threads each)
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "split": one_of(EVAL_SPLITS), "fid_images": ">= 0", "batch_size": ">= 1", "real_images": ">= 0",
@@ -251,12 +308,12 @@ class EvalConfig:
 class SampleConfig:
     """Batch generation with a Ray actor pool (`emojiray sample`)."""
 
-    n: int = 2000  # samples per run (the pipeline's run per prior)
-    batch_size: int = 256  # samples generated per forward batch in an actor
-    shard_size: int = 1000  # samples per Parquet shard: the unit of work, resumption and seeding
-    seed: int = 0
+    n: Int = 2000  # samples per run (the pipeline's run per prior)
+    batch_size: Int = 256  # samples generated per forward batch in an actor
+    shard_size: Int = 1000  # samples per Parquet shard: the unit of work, resumption and seeding
+    seed: Int = 0
     png: bool = True  # also write one PNG per sample
-    actors: int = 0  # 0 = one per GPU, or one per CPU left after ray.data_cpus
+    actors: Int = 0  # 0 = one per GPU, or one per CPU left after ray.data_cpus
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "n": ">= 1", "batch_size": ">= 1", "shard_size": ">= 1", "seed": ">= 0", "actors": ">= 0"
@@ -278,17 +335,17 @@ def _default_space() -> dict[str, Any]:
 class SweepConfig:
     """A rate-distortion sweep of the tokenizer (`emojiray tune`): Ray Tune + Optuna + ASHA."""
 
-    trials: int = 48
-    max_concurrent: int = 0  # trials at once (0 = as many as the resources allow)
-    gpus_per_trial: float = 0.25  # fractional GPUs: several trials share one GPU (ignored without GPUs)
-    cpus_per_trial: int = 1  # CPUs of each trial's training worker
-    grace_period: int = 1  # ASHA: epochs every trial gets before it can be stopped
-    reduction_factor: int = 3  # ASHA: keep the best 1/reduction_factor at each rung
-    fid_images: int = 0  # held-out images for each finished trial's rFID (0 = all; -1 = no rFID)
-    seed: int = 0  # Optuna's TPE sampler seed
-    budgets: list[float] = field(default_factory=list)  # rate budgets (bits/image) for presets ([] = auto)
+    trials: Int = 48
+    max_concurrent: Int = 0  # trials at once (0 = as many as the resources allow)
+    gpus_per_trial: Float = 0.25  # fractional GPUs: several trials share one GPU (ignored without GPUs)
+    cpus_per_trial: Int = 1  # CPUs of each trial's training worker
+    grace_period: Int = 1  # ASHA: epochs every trial gets before it can be stopped
+    reduction_factor: Int = 3  # ASHA: keep the best 1/reduction_factor at each rung
+    fid_images: Int = 0  # held-out images for each finished trial's rFID (0 = all; -1 = no rFID)
+    seed: Int = 0  # Optuna's TPE sampler seed
+    budgets: Items[Float] = field(default_factory=list)  # rate budgets (bits/image) for presets ([] = auto)
     # dotted config key -> {type: loguniform|uniform|loguniform_int|int|choice, low, high | values}
-    space: dict[str, Any] = field(default_factory=_default_space)
+    space: YamlDict = field(default_factory=_default_space)
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "trials": ">= 1", "max_concurrent": ">= 0", "gpus_per_trial": "> 0", "cpus_per_trial": ">= 1",
@@ -300,14 +357,14 @@ class SweepConfig:
 class ExtensionsConfig:
     """What the five extensions share, and which of them `emojiray pipeline` runs."""
 
-    run: list[str] = field(default_factory=lambda: ["interpolate", "condition", "restyle", "upscale", "inpaint"])
-    prior: str = "maskgit"  # the pipeline prior the extensions re-sample codes with (MaskGIT fills any mask)
-    eval_images: int = 0  # held-out images (or pairs) each extension's metric uses (0 = all; a seeded subset)
-    examples: int = 8  # held-out examples (columns) on each metric sheet
-    seed: int = 0
-    condition_samples: int = 64  # samples per condition value for the condition sheets and metrics
-    extra_conditions: list[str] = field(default_factory=lambda: ["category"])  # more MaskGIT priors for sheets
-    demo: list[str] = field(default_factory=lambda: ["grinning face", "crying face"])  # emoji of the demo sheets
+    run: Items[Str] = field(default_factory=lambda: ["interpolate", "condition", "restyle", "upscale", "inpaint"])
+    prior: Str = "maskgit"  # the pipeline prior the extensions re-sample codes with (MaskGIT fills any mask)
+    eval_images: Int = 0  # held-out images (or pairs) each extension's metric uses (0 = all; a seeded subset)
+    examples: Int = 8  # held-out examples (columns) on each metric sheet
+    seed: Int = 0
+    condition_samples: Int = 64  # samples per condition value for the condition sheets and metrics
+    extra_conditions: Items[Str] = field(default_factory=lambda: ["category"])  # more MaskGIT priors for sheets
+    demo: Items[Str] = field(default_factory=lambda: ["grinning face", "crying face"])  # emoji of the demo sheets
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "run": EXTENSIONS, "prior": PRIORS, "eval_images": ">= 0", "examples": ">= 1",
@@ -319,14 +376,14 @@ class ExtensionsConfig:
 class ClassifierConfig:
     """The emoji classifier (pure PyTorch CNN, one head per label) behind agreement and Inception Score."""
 
-    labels: list[str] = field(default_factory=lambda: ["emotion", "category", "vendor"])
-    channels: int = 64
-    epochs: int = 30
-    max_seconds: float = 0.0  # stop after this much training time (0 = no limit)
-    batch_size: int = 128
-    lr: float = 2.0e-3
-    weight_decay: float = 1.0e-4
-    is_splits: int = 10  # Inception Score splits (fewer when a set is small)
+    labels: Items[Str] = field(default_factory=lambda: ["emotion", "category", "vendor"])
+    channels: Int = 64
+    epochs: Int = 30
+    max_seconds: Float = 0.0  # stop after this much training time (0 = no limit)
+    batch_size: Int = 128
+    lr: Float = 2.0e-3
+    weight_decay: Float = 1.0e-4
+    is_splits: Int = 10  # Inception Score splits (fewer when a set is small)
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "labels": one_of(LABELS), "channels": ">= 1", "epochs": ">= 1", "max_seconds": ">= 0", "batch_size": ">= 1",
@@ -338,9 +395,9 @@ class ClassifierConfig:
 class InterpolateConfig:
     """`emojiray interpolate A B`: latent and prior paths between two emoji."""
 
-    steps: int = 10  # frames after the first (steps + 1 frames in all)
-    remask: float = 0.3  # share of codes MaskGIT re-samples at the middle step (tapered by 4t(1-t) to the ends)
-    gif_ms: int = 120  # frame duration of the animated GIF
+    steps: Int = 10  # frames after the first (steps + 1 frames in all)
+    remask: Float = 0.3  # share of codes MaskGIT re-samples at the middle step (tapered by 4t(1-t) to the ends)
+    gif_ms: Int = 120  # frame duration of the animated GIF
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "steps": ">= 1", "remask": "[0, 1]", "gif_ms": ">= 1"
@@ -351,11 +408,11 @@ class InterpolateConfig:
 class RestyleConfig:
     """`emojiray restyle --to VENDOR FILE`: re-sample a share of the codes under a vendor-conditioned prior."""
 
-    share: float = 0.0  # share of codes re-sampled (0 = the share chosen on the validation split)
-    shares: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])  # candidates for that choice
-    guidance: float = 2.0
-    steps: int = 8  # MaskGIT decoding steps
-    levels: list[str] = field(default_factory=list)  # code levels that may change ([] = all; e.g. [bottom])
+    share: Float = 0.0  # share of codes re-sampled (0 = the share chosen on the validation split)
+    shares: Items[Float] = field(default_factory=lambda: [0.25, 0.5, 0.75])  # candidates for that choice
+    guidance: Float = 2.0
+    steps: Int = 8  # MaskGIT decoding steps
+    levels: Items[Str] = field(default_factory=list)  # code levels that may change ([] = all; e.g. [bottom])
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "share": "[0, 1]", "shares": "(0, 1]", "guidance": ">= 0", "steps": ">= 1", "levels": one_of(CODE_LEVELS)
@@ -366,14 +423,14 @@ class RestyleConfig:
 class UpscaleConfig:
     """`emojiray upscale FILE`: a low-resolution encoder into the tokenizer's codes (super-resolution)."""
 
-    factor: int = 2  # input side = data.size / factor (32 -> 64 at the default size)
-    channels: int = 128
-    res_blocks: int = 4
-    epochs: int = 30
-    max_seconds: float = 0.0
-    batch_size: int = 128
-    lr: float = 1.0e-3
-    weight_decay: float = 1.0e-4
+    factor: Int = 2  # input side = data.size / factor (32 -> 64 at the default size)
+    channels: Int = 128
+    res_blocks: Int = 4
+    epochs: Int = 30
+    max_seconds: Float = 0.0
+    batch_size: Int = 128
+    lr: Float = 1.0e-3
+    weight_decay: Float = 1.0e-4
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "factor": ">= 2", "channels": ">= 1", "res_blocks": ">= 0", "epochs": ">= 1", "max_seconds": ">= 0",
@@ -385,10 +442,10 @@ class UpscaleConfig:
 class InpaintConfig:
     """`emojiray inpaint FILE --mask ...`: MaskGIT re-samples the codes under a mask."""
 
-    completions: int = 4  # completions per input
-    box: float = 0.4  # side of the random evaluation boxes, as a share of the image side
-    steps: int = 8  # MaskGIT decoding steps
-    temperature: float = 1.0
+    completions: Int = 4  # completions per input
+    box: Float = 0.4  # side of the random evaluation boxes, as a share of the image side
+    steps: Int = 8  # MaskGIT decoding steps
+    temperature: Float = 1.0
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "completions": ">= 1", "box": "(0, 1)", "steps": ">= 1", "temperature": ">= 0"
@@ -399,7 +456,7 @@ class InpaintConfig:
 class PipelineConfig:
     """Which optional stages `emojiray pipeline` runs."""
 
-    priors: list[str] = field(default_factory=lambda: ["pixelsnail", "transformer", "maskgit"])
+    priors: Items[Str] = field(default_factory=lambda: ["pixelsnail", "transformer", "maskgit"])
     report: bool = True  # write the static HTML report (RUN/report/index.html) at the end
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
@@ -435,16 +492,16 @@ def available_presets() -> list[str]:
 
 def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Build a Config from defaults, a preset (name or YAML path) and ``key=value`` overrides;
-    every value is checked against its documented range (:func:`validate`)."""
-    cfg = Config()
+    every value is read by its field's type and checked against its documented range (:func:`validate`)."""
+    tree: dict[str, Any] = {}
     if preset:
-        _apply_mapping(cfg, _read_preset(preset), prefix="")
+        _merge(tree, _read_preset(preset), Config)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise EmojirayError(f"bad override {item!r}: expected key=value, e.g. data.size=32")
-        set_value(cfg, key.strip(), _parse_scalar(raw), raw=raw.strip())
-    return validate(cfg)
+        _put(tree, key.strip(), raw.strip(), Config)
+    return validate(_read(Config, tree))
 
 
 def within(value: Any, spec: str | Registry) -> bool:
@@ -493,15 +550,6 @@ def validate_section(name: str, values: Any) -> None:
         values.check()
 
 
-def _parse_scalar(raw: str) -> Any:
-    if not raw.strip():
-        return ""
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw.strip()
-
-
 def _read_preset(preset: str) -> dict[str, Any]:
     path = Path(preset)
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
@@ -523,86 +571,89 @@ def _read_preset(preset: str) -> dict[str, Any]:
     return data
 
 
-def _apply_mapping(obj: Any, mapping: dict[str, Any], prefix: str) -> None:
+def _merge(tree: dict[str, Any], mapping: dict[str, Any], cls: type, prefix: str = "") -> None:
+    """Put a preset's nested mapping into ``tree``, checking each key against the dataclass ``cls``."""
     for key, value in mapping.items():
         key = str(key)
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and dataclasses.is_dataclass(_get_field(obj, key, dotted)):
-            _apply_mapping(getattr(obj, key), value, prefix=f"{dotted}.")
+        section = _field_type(cls, key, f"{prefix}{key}")
+        if isinstance(value, dict) and dataclasses.is_dataclass(section):
+            _merge(tree.setdefault(key, {}), value, section, f"{prefix}{key}.")
         else:
-            set_value(obj, key, value, full_key=dotted)
+            _put(tree, key, value, cls, prefix)
 
 
-def _get_field(obj: Any, name: str, dotted: str) -> Any:
-    names = [f.name for f in dataclasses.fields(obj)]
-    if name not in names:
-        raise EmojirayError(f"unknown config key {dotted!r} (known here: {', '.join(names)})")
-    return getattr(obj, name)
-
-
-def set_value(cfg: Any, key: str, value: Any, full_key: str | None = None, raw: str | None = None) -> None:
-    """Set a dotted key (``data.size``) on a config, converting the value to the field's type.
-
-    ``raw`` is the text of a command-line override: string fields take it verbatim, so that
-    ``data.npm_version=15.10`` stays "15.10" rather than YAML's float 15.1.
-    """
-    full_key = full_key or key
+def _put(tree: dict[str, Any], key: str, value: Any, cls: type, prefix: str = "") -> None:
+    """Put one dotted key's value into ``tree``: every part must name a field of ``cls`` and its
+    sections, and the last one a value, not a section."""
     *parents, leaf = key.split(".")
-    obj = cfg
-    walked = ""
     for part in parents:
-        walked = f"{walked}{part}"
-        obj = _get_field(obj, part, walked)
-        walked += "."
-        if not dataclasses.is_dataclass(obj):
-            raise EmojirayError(f"config key {full_key!r}: {walked[:-1]!r} is not a section")
-    current = _get_field(obj, leaf, full_key)
-    if dataclasses.is_dataclass(current):
-        raise EmojirayError(f"config key {full_key!r} is a section; set one of its fields instead")
-    hints = typing.get_type_hints(type(obj))
-    if hints[leaf] is str and raw is not None:
-        value = raw
-    setattr(obj, leaf, _coerce(value, hints[leaf], full_key))
+        cls = _field_type(cls, part, f"{prefix}{part}")
+        prefix = f"{prefix}{part}."
+        if not dataclasses.is_dataclass(cls):
+            raise EmojirayError(f"config key '{prefix}{leaf}': {prefix[:-1]!r} is not a section")
+        tree = tree.setdefault(part, {})
+    if dataclasses.is_dataclass(_field_type(cls, leaf, f"{prefix}{leaf}")):
+        raise EmojirayError(f"config key '{prefix}{leaf}' is a section; set one of its fields instead")
+    tree[leaf] = value
 
 
-def _coerce(value: Any, typ: Any, key: str) -> Any:
-    origin = typing.get_origin(typ)
-    if origin is typing.Union or str(origin) == "types.UnionType":
-        args = [a for a in typing.get_args(typ) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], key)
-    if origin in (list, tuple):
-        (inner, *_) = typing.get_args(typ) or (str,)
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)):
-            raise EmojirayError(f"config key {key!r} expects a list, got {value!r}")
-        out = [_coerce(v.strip() if isinstance(v, str) else v, inner, key) for v in items if v != ""]
-        return tuple(out) if origin is tuple else out
+def _field_type(cls: type, name: str, dotted: str) -> Any:
+    """The declared type of field ``name`` of the dataclass ``cls`` (annotations kept)."""
+    hints = _hints(cls)
+    if name not in hints:
+        raise EmojirayError(f"unknown config key {dotted!r} (known here: {', '.join(hints)})")
+    return hints[name]
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in typing.get_type_hints(cls, include_extras=True).items() if k in fields}
+
+
+@functools.cache
+def _adapter(typ: Any) -> TypeAdapter:
+    return TypeAdapter(typ)
+
+
+def _read(typ: Any, value: Any, key: str = "") -> Any:
+    """``value`` read as ``typ`` by pydantic (a dataclass from a tree of sections, missing fields at
+    their defaults); its first error as one line naming the dotted key, the type and the input."""
     try:
-        if typ is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("1", "true", "yes", "on"):
-                return True
-            if str(value).lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if typ is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if typ is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if typ is str:
-            return "" if value is None else str(value)
-    except (TypeError, ValueError):
-        raise EmojirayError(
-            f"config key {key!r} expects {getattr(typ, '__name__', typ)}, got {value!r}"
-        ) from None
-    return value
+        return _adapter(typ).validate_python(value)
+    except ValidationError as exc:
+        loc = exc.errors()[0]["loc"]
+    for part in loc:  # down the sections to the field, and into a list to the item
+        base = _unannotated(typ)
+        if isinstance(part, str) and dataclasses.is_dataclass(base) and isinstance(value, dict) and part in value:
+            typ, value, key = _hints(base)[part], value[part], f"{key}.{part}" if key else part
+        elif isinstance(part, int) and typing.get_origin(base) is list and isinstance(value, list):
+            typ, value, key = typing.get_args(base)[0], value[part], f"{key}[{part}]"
+        else:
+            break
+    raise EmojirayError(f"config key {key!r} expects {_type_name(typ)}, got {value!r}")
+
+
+def _unannotated(typ: Any) -> Any:
+    return typing.get_args(typ)[0] if typing.get_origin(typ) is Annotated else typ
+
+
+def _type_name(typ: Any) -> str:
+    """A field's type in words: int, float, bool, str, list of int, mapping."""
+    typ = _unannotated(typ)
+    if typing.get_origin(typ) is list:
+        return f"list of {_type_name(typing.get_args(typ)[0])}"
+    if typing.get_origin(typ) is dict:
+        return "mapping"
+    return getattr(typ, "__name__", str(typ))
+
+
+def set_value(cfg: Any, key: str, value: Any) -> None:
+    """Set one dotted key (``data.size``) of a config in place, the value read by the field's type."""
+    _put({}, key, value, type(cfg))
+    *parents, leaf = key.split(".")
+    section = functools.reduce(getattr, parents, cfg)
+    setattr(section, leaf, _read(_hints(type(section))[leaf], value, key))
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -610,16 +661,12 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
     Keys this version does not know are ignored, so older checkpoints keep loading.
     """
-    cfg = Config()
-    for section, values in (data or {}).items():
-        if not hasattr(cfg, section) or not isinstance(values, dict):
-            continue
-        sub = getattr(cfg, section)
-        known = {f.name for f in dataclasses.fields(sub)}
-        for key, value in values.items():
-            if key in known:
-                set_value(sub, key, value, full_key=f"{section}.{key}")
-    return cfg
+    tree = {}
+    for name, values in (data or {}).items():
+        section = _hints(Config).get(name)
+        if isinstance(values, dict) and section is not None:
+            tree[name] = {k: v for k, v in values.items() if k in _hints(section)}
+    return _read(Config, tree)
 
 
 def dump_yaml(cfg: Config) -> str:
