@@ -11,6 +11,10 @@ tokenizer (training curves, reconstructions, codebook usage), each prior (traini
 sample sheets, sample metrics), the rate–distortion study, the extensions, benchmarks and the
 pipeline's stages. Any part the run lacks is listed as "not in this run"; a file that cannot be
 read is skipped with its reason. Nothing here imports Ray or torch.
+
+:class:`ReportBuilder` gathers the data (reads the files, draws the plots, copies the images) into
+sections of blocks (:mod:`emojiray.report.markup`); the Jinja2 template ``templates/report.html.j2``
+turns them into HTML and escapes every value.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from emojiray.registry import EXTENSIONS, PRIORS
 from emojiray.report import baselines as B
 from emojiray.report import plots
 from emojiray.report.events import read_scalars
-from emojiray.report.markup import CSS, Raw, esc, flatten, fmt, is_num, kv_table, table, verdict
+from emojiray.report.markup import (Block, Cell, Code, Details, Figure, Heading, Missing, Note, Page, Row, Section,
+                                     Table, flatten, fmt, is_num, kv_table, render, table, verdict)
 
 # Files whose presence makes a folder a (possibly unfinished) pipeline run.
 RUN_MARKERS = ("pipeline.json", "data_summary.json", "eval_vqvae.json", "tokenizer/train_vqvae.json")
@@ -87,6 +92,10 @@ def git_revision() -> dict[str, Any] | None:
 
 
 class ReportBuilder:
+    """Reads one run (and optionally a sweep and benchmarks), copies or draws its images into
+    ``out/images/`` and writes ``out/index.html``: each ``section_*`` method returns the blocks of
+    one section (:mod:`emojiray.report.markup`), the template lays them out."""
+
     def __init__(self, run: str, out: str, tune: str | None = None, bench: str | None = None, log=print):
         self.run, self.out, self.log = run.rstrip("/") or run, out, log
         self.tune_arg, self.bench_arg = tune, bench
@@ -128,9 +137,10 @@ class ReportBuilder:
         self.problems.append(text)
         self.log(f"report: {text}")
 
-    def miss(self, section: str, what: str) -> str:
+    def miss(self, section: str, what: str) -> Missing:
+        """Record a part the run lacks and return its "not in this run" block."""
         self.missing.append((section, what))
-        return f'<p><span class="missing">{esc(what)}: not in this run</span></p>'
+        return Missing(what)
 
     # ---- writing ---------------------------------------------------------------------------
     def _name(self, name: str) -> str:
@@ -141,8 +151,9 @@ class ReportBuilder:
             candidate = f"{base}_{i}{ext}"
         return candidate
 
-    def _image_tag(self, src: str, data: bytes, alt: str, caption: str, sheet: bool,
-                   fit: tuple[int, int] = (560, 620)) -> str:
+    def _figure(self, src: str, data: bytes, alt: str, caption: str, sheet: bool,
+                fit: tuple[int, int] = (560, 620)) -> Figure:
+        """The figure of an image written to ``src``, sized from its pixels when they can be read."""
         width = height = None
         try:
             from PIL import Image
@@ -151,20 +162,16 @@ class ReportBuilder:
                 width, height = im.size
         except Exception:
             pass
-        attrs = ""
-        cls = ""
-        if width and height:
-            if sheet:  # small emoji sheets: enlarged (at most 2x, within ``fit``) with sharp pixels
-                scale = max(1.0, min(2.0, fit[0] / width, fit[1] / height))
-                width, height = round(width * scale), round(height * scale)
-                cls = ' class="px"'
-            attrs = f' width="{width}" height="{height}"'
-        cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
-        return f'<figure><img src="{esc(src)}" alt="{esc(alt)}"{attrs}{cls}>{cap}</figure>'
+        if not (width and height):
+            return Figure(src, alt, caption)
+        if sheet:  # small emoji sheets: enlarged (at most 2x, within ``fit``) with sharp pixels
+            scale = max(1.0, min(2.0, fit[0] / width, fit[1] / height))
+            width, height = round(width * scale), round(height * scale)
+        return Figure(src, alt, caption, width, height, pixelated=sheet)
 
     def image(self, uri: str, caption: str = "", name: str | None = None, sheet: bool = True,
-              fit: tuple[int, int] = (560, 620)) -> str | None:
-        """Copy an image of the run into images/ and return its <figure> (None when missing/unreadable)."""
+              fit: tuple[int, int] = (560, 620)) -> Figure | None:
+        """Copy an image of the run into images/ and return its figure (None when missing/unreadable)."""
         data = None
         for attempt in range(3):
             try:
@@ -185,24 +192,21 @@ class ReportBuilder:
         fname = self._name(name or _flat_name(self.run, uri))
         storage.write_bytes(storage.join(self.images, fname), data)
         self.written[fname] = f"images/{fname}"
-        return self._image_tag(f"images/{fname}", data, alt=storage.basename(uri), caption=caption, sheet=sheet,
-                               fit=fit)
+        return self._figure(f"images/{fname}", data, alt=storage.basename(uri), caption=caption, sheet=sheet,
+                            fit=fit)
 
-    def figure(self, name: str, png: bytes | None, caption: str = "") -> str | None:
-        """Write a generated plot into images/ and return its <figure>."""
+    def figure(self, name: str, png: bytes | None, caption: str = "") -> Figure | None:
+        """Write a generated plot into images/ and return its figure."""
         if not png:
             return None
         fname = self._name(name)
         storage.write_bytes(storage.join(self.images, fname), png)
         self.written[fname] = f"images/{fname}"
-        return self._image_tag(f"images/{fname}", png, alt=name, caption=caption, sheet=False)
+        return self._figure(f"images/{fname}", png, alt=name, caption=caption, sheet=False)
 
     # ---- sections --------------------------------------------------------------------------
-    def section_run(self) -> str:
-        p, cfg = self.pipeline, self.config
-        ev = self.json(self.uri("eval_vqvae.json")) or {}
-        tr = self.json(self.uri("tokenizer", "train_vqvae.json")) or {}
-        devices = []
+    def _devices(self, ev: dict[str, Any], tr: dict[str, Any]) -> list[str]:
+        p, devices = self.pipeline, []
         if p.get("device"):
             devices.append(f"{p['device']} (pipeline.json)")
         if ev.get("device"):
@@ -215,6 +219,13 @@ class ReportBuilder:
             if es.get("sample_device"):
                 devices.append(f"{es['sample_device']} (sampling, {kind})")
                 break
+        return devices
+
+    def section_run(self) -> list[Block]:
+        p, cfg = self.pipeline, self.config
+        ev = self.json(self.uri("eval_vqvae.json")) or {}
+        tr = self.json(self.uri("tokenizer", "train_vqvae.json")) or {}
+        devices = self._devices(ev, tr)
         git = git_revision()
         run_rev = p.get("git_revision") or p.get("git") or p.get("revision")
         if isinstance(run_rev, dict):
@@ -239,7 +250,7 @@ class ReportBuilder:
             rows.append(("tune sweep", self.tune))
         if self.bench:
             rows.append(("benchmarks", self.bench))
-        return kv_table(rows, ("", "")) if rows else ""
+        return _present(kv_table(rows, ("", "")))
 
     def comparable(self) -> tuple[bool, str]:
         ev = self.json(self.uri("eval_vqvae.json")) or {}
@@ -252,10 +263,12 @@ class ReportBuilder:
                    "orientation only."))
         return ok, text
 
-    def section_summary(self) -> str:
-        parts = []
+    def section_summary(self) -> list[Block]:
         _, text = self.comparable()
-        parts.append(f'<p class="note">{esc(text)}</p>')
+        return [Note(text), *self._tokenizer_summary(), *self._generation_summary()]
+
+    def _tokenizer_summary(self) -> list[Block]:
+        """The tokenizer's numbers next to the reference's and the targets."""
         ev = self.json(self.uri("eval_vqvae.json"))
         tr = self.json(self.uri("tokenizer", "train_vqvae.json"))
         R, T = B.REFERENCE_VQVAE, B.TARGETS
@@ -283,13 +296,15 @@ class ReportBuilder:
                              f"{ref_used} / {ref_k} ({ref_used / ref_k:.1%})" if ref_used is not None else "—",
                              f"≥ {T['codes_used_share']:.0%}",
                              verdict(None if share is None else share >= T["codes_used_share"])))
-        if rows:
-            parts.append("<h3>Tokenizer</h3>")
-            parts.append(table(("metric", "this run", f"reference ({R['source']})", "target", "meets target"), rows))
-        else:
-            parts.append(self.miss("summary", "tokenizer metrics (eval_vqvae.json, tokenizer/train_vqvae.json)"))
-        G, S = B.REFERENCE_GENERATION, B.REFERENCE_SAMPLER
-        grows = []
+        if not rows:
+            return [self.miss("summary", "tokenizer metrics (eval_vqvae.json, tokenizer/train_vqvae.json)")]
+        return [Heading("Tokenizer"),
+                *_present(table(("metric", "this run", f"reference ({R['source']})", "target", "meets target"), rows))]
+
+    def _generation_summary(self) -> list[Block]:
+        """Each prior's sample metrics next to the reference's and the targets."""
+        G, S, T = B.REFERENCE_GENERATION, B.REFERENCE_SAMPLER, B.TARGETS
+        rows = []
         for kind in self.prior_kinds():
             es = self.json(self.uri(f"samples_{kind}", "eval_samples.json"))
             if not es:
@@ -300,28 +315,25 @@ class ReportBuilder:
             ok_fid = None if fid is None else fid <= T["fid"]
             ok = None if ok_fid is None and ok_sps is None else bool((ok_fid is not False) and (ok_sps is not False))
             real = es.get("real_images") or {}
-            grows.append((kind, es.get("count"), sps, f"≥ {target_sps:,}" if target_sps else "—",
-                          fid, real.get("heldout"), es.get("fid_train"), real.get("train"), es.get("kid"),
-                          es.get("precision"), es.get("recall"), es.get("memorized_share"), verdict(ok)))
-        if grows:
-            grows.append((Raw(f"<i>reference {esc(G['prior'])}</i>"), G["samples"],
-                          f"{S['samples_per_s'][64]} (batch 64); {S['samples_per_s'][8]} (batch 8)", "—",
-                          G["fid"], G["fid_heldout_images"], G["fid_train"], G["fid_train_images"],
-                          None, None, None, None, Raw("—")))
-            parts.append("<h3>Generation</h3>")
-            parts.append(table(("prior", "samples", "samples/s", "target samples/s", "FID vs held-out", "held-out images",
-                                "FID vs train", "train images", "KID", "precision", "recall", "memorized",
-                                f"meets targets (FID ≤ {T['fid']:g})"), grows))
-            parts.append('<p class="note">FID is biased upwards for small sample and reference sets: compare '
-                         'numbers measured with the same set sizes. Reference: ' + esc(G["source"]) + "; "
-                         + esc(S["source"]) + ".</p>")
-        else:
-            parts.append(self.miss("summary", "sample metrics (samples_<kind>/eval_samples.json)"))
-        return "\n".join(parts)
+            rows.append((kind, es.get("count"), sps, f"≥ {target_sps:,}" if target_sps else "—",
+                         fid, real.get("heldout"), es.get("fid_train"), real.get("train"), es.get("kid"),
+                         es.get("precision"), es.get("recall"), es.get("memorized_share"), verdict(ok)))
+        if not rows:
+            return [self.miss("summary", "sample metrics (samples_<kind>/eval_samples.json)")]
+        rows.append((Cell(f"reference {G['prior']}", style="em"), G["samples"],
+                     f"{S['samples_per_s'][64]} (batch 64); {S['samples_per_s'][8]} (batch 8)", "—",
+                     G["fid"], G["fid_heldout_images"], G["fid_train"], G["fid_train_images"],
+                     None, None, None, None, verdict(None)))
+        headers = ("prior", "samples", "samples/s", "target samples/s", "FID vs held-out", "held-out images",
+                   "FID vs train", "train images", "KID", "precision", "recall", "memorized",
+                   f"meets targets (FID ≤ {T['fid']:g})")
+        return [Heading("Generation"), *_present(table(headers, rows)),
+                Note("FID is biased upwards for small sample and reference sets: compare numbers measured with "
+                     f"the same set sizes. Reference: {G['source']}; {S['source']}.")]
 
-    def section_data(self) -> str:
+    def section_data(self) -> list[Block]:
         s = self.json(self.uri("data_summary.json"))
-        parts = []
+        blocks: list[Block] = []
         if s:
             c = s.get("counts") or {}
             rows = [("image", s.get("image")), ("input files", c.get("inputs")), ("images kept", c.get("total")),
@@ -333,24 +345,22 @@ class ReportBuilder:
             for key, title in (("vendor", "vendor"), ("category", "category"), ("emotion", "emotion (face emoji)")):
                 if c.get(key):
                     tables.append(table((title, "images"), sorted(c[key].items(), key=lambda kv: -kv[1])))
-            parts.append('<div class="row">' + "".join(tables) + "</div>")
+            blocks.append(Row(_present(*tables)))
             src = s.get("sources") or []
             if src:
-                parts.append(table(("source", "package", "version", "license", "sha1"),
-                                   [(x.get("vendor") or x.get("kind"), x.get("package") or x.get("uri"),
-                                     x.get("version"), x.get("license"), x.get("sha1")) for x in src]))
+                blocks += _present(table(("source", "package", "version", "license", "sha1"),
+                                         [(x.get("vendor") or x.get("kind"), x.get("package") or x.get("uri"),
+                                           x.get("version"), x.get("license"), x.get("sha1")) for x in src]))
         else:
-            parts.append(self.miss("data", "data statistics (data_summary.json)"))
+            blocks.append(self.miss("data", "data statistics (data_summary.json)"))
         figs = []
         names = sorted(storage.basename(u) for u in storage.list_files(self.run, recursive=False)
                        if storage.basename(u).startswith("data_contact_") and u.endswith(".png"))
         for name in names:
             what = name[len("data_contact_"):-len(".png")]
-            f = self.image(self.uri(name), f"contact sheet by {what}", fit=(1100, 900))
-            if f:
-                figs.append(f)
-        parts.append("".join(figs) if figs else self.miss("data", "contact sheets (data_contact_*.png)"))
-        return "\n".join(parts)
+            figs += _present(self.image(self.uri(name), f"contact sheet by {what}", fit=(1100, 900)))
+        blocks += figs or [self.miss("data", "contact sheets (data_contact_*.png)")]
+        return blocks
 
     def _history_series(self, history: Sequence[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
         out: dict[str, list[tuple[float, float]]] = {}
@@ -380,7 +390,7 @@ class ReportBuilder:
                     rows.append(rec)
         return sorted(rows, key=lambda r: (r.get("step", 0), r.get("epoch", 0)))
 
-    def _curves(self, folder: str, summary: dict[str, Any] | None, panels, name: str, title: str) -> str:
+    def _curves(self, folder: str, summary: dict[str, Any] | None, panels, name: str, title: str) -> Block:
         """Training curves from TensorBoard events, else the per-epoch history of the run's JSON or of
         Ray Train's result files; a note says which."""
         series = read_scalars(storage.join(folder, "tensorboard"))
@@ -398,10 +408,9 @@ class ReportBuilder:
         fig = self.figure(name, png, f"{title}; from {' and '.join(sources)}")
         return fig or self.miss(title, f"{title} (tensorboard/ events or a history in the summary JSON)")
 
-    def section_tokenizer(self) -> str:
-        parts = []
+    def section_tokenizer(self) -> list[Block]:
         tr = self.json(self.uri("tokenizer", "train_vqvae.json"))
-        parts.append("<h3>Training</h3>")
+        blocks: list[Block] = [Heading("Training")]
         if tr:
             m = tr.get("metrics") or {}
             rows = [("workers", tr.get("workers")), ("GPU", tr.get("use_gpu")), ("wall seconds", tr.get("wall_seconds")),
@@ -412,12 +421,12 @@ class ReportBuilder:
                 rows += [("model", (f"{model.get('arch')}, {model.get('channels')} channels, codebook "
                                     f"{fmt(model.get('codebook_size'))}, code dim {fmt(model.get('code_dim'))}, "
                                     f"β {model.get('beta')}"))]
-            parts.append(kv_table([r for r in rows if r[1] is not None]))
+            blocks += _present(kv_table([r for r in rows if r[1] is not None]))
         else:
-            parts.append(self.miss("tokenizer", "tokenizer training summary (tokenizer/train_vqvae.json)"))
-        parts.append(self._curves(self.uri("tokenizer"), tr, TOKENIZER_PANELS, "tokenizer_curves.png",
-                                  "tokenizer training curves"))
-        parts.append("<h3>Reconstructions</h3>")
+            blocks.append(self.miss("tokenizer", "tokenizer training summary (tokenizer/train_vqvae.json)"))
+        blocks.append(self._curves(self.uri("tokenizer"), tr, TOKENIZER_PANELS, "tokenizer_curves.png",
+                                   "tokenizer training curves"))
+        blocks.append(Heading("Reconstructions"))
         ev = self.json(self.uri("eval_vqvae.json"))
         if ev:
             rows = [("split", ev.get("split")), ("images", ev.get("images")), ("MSE", ev.get("mse")),
@@ -425,33 +434,33 @@ class ReportBuilder:
                     ("rFID images", ev.get("rfid_images")), ("bits per image (fixed rate)", ev.get("bits_per_image")),
                     ("bits per image (entropy-coded)", ev.get("entropy_coded_bits_per_image")),
                     ("device", ev.get("device")), ("date", ev.get("date"))]
-            parts.append(kv_table([r for r in rows if r[1] is not None]))
+            blocks += _present(kv_table([r for r in rows if r[1] is not None]))
         else:
-            parts.append(self.miss("tokenizer", "tokenizer evaluation (eval_vqvae.json)"))
+            blocks.append(self.miss("tokenizer", "tokenizer evaluation (eval_vqvae.json)"))
         f = self.image(self.uri("recon_grid.png"), "held-out originals (top) above their reconstructions (bottom)",
                        fit=(1100, 700))
-        parts.append(f or self.miss("tokenizer", "reconstruction grid (recon_grid.png)"))
-        parts.append("<h3>Codebook usage</h3>")
-        levels = (ev or {}).get("levels") or {}
-        if levels:
-            rows = []
-            for name, lv in levels.items():
-                k, used = lv.get("codebook_size"), lv.get("codes_used")
-                rows.append((name, k, fmt(lv.get("grid")).replace(", ", "×"), used,
-                             f"{used / k:.1%}" if used is not None and k else "—", lv.get("perplexity"),
-                             lv.get("entropy_bits"), lv.get("kl_uniform_nats"),
-                             (f"{B.REFERENCE_VQVAE['codes_used'].get(name, '—')} / "
-                              f"{B.REFERENCE_VQVAE['codebook_size'].get(name, '—')}")))
-            parts.append(table(("level", "K", "grid", "codes used", "share", "perplexity", "entropy (bits)",
-                                "KL from uniform (nats)", "reference used"), rows))
-            f = self.figure("codebook_usage.png", plots.codebook_usage(levels, B.REFERENCE_VQVAE),
-                            f"codes used and perplexity as a share of each codebook; dashed: target "
-                            f"{B.TARGETS['codes_used_share']:.0%}; dotted: the reference's usage")
-            if f:
-                parts.append(f)
-        else:
-            parts.append(self.miss("tokenizer", "codebook usage (levels in eval_vqvae.json)"))
-        return "\n".join(parts)
+        blocks.append(f or self.miss("tokenizer", "reconstruction grid (recon_grid.png)"))
+        return blocks + self._codebook_usage((ev or {}).get("levels") or {})
+
+    def _codebook_usage(self, levels: dict[str, dict[str, Any]]) -> list[Block]:
+        """A table and a plot of each codebook level's usage."""
+        blocks: list[Block] = [Heading("Codebook usage")]
+        if not levels:
+            return blocks + [self.miss("tokenizer", "codebook usage (levels in eval_vqvae.json)")]
+        rows = []
+        for name, lv in levels.items():
+            k, used = lv.get("codebook_size"), lv.get("codes_used")
+            rows.append((name, k, fmt(lv.get("grid")).replace(", ", "×"), used,
+                         f"{used / k:.1%}" if used is not None and k else "—", lv.get("perplexity"),
+                         lv.get("entropy_bits"), lv.get("kl_uniform_nats"),
+                         (f"{B.REFERENCE_VQVAE['codes_used'].get(name, '—')} / "
+                          f"{B.REFERENCE_VQVAE['codebook_size'].get(name, '—')}")))
+        blocks += _present(table(("level", "K", "grid", "codes used", "share", "perplexity", "entropy (bits)",
+                                  "KL from uniform (nats)", "reference used"), rows))
+        blocks += _present(self.figure("codebook_usage.png", plots.codebook_usage(levels, B.REFERENCE_VQVAE),
+                                       f"codes used and perplexity as a share of each codebook; dashed: target "
+                                       f"{B.TARGETS['codes_used_share']:.0%}; dotted: the reference's usage"))
+        return blocks
 
     def prior_kinds(self) -> list[str]:
         if "prior_kinds" in self.cache:
@@ -469,66 +478,66 @@ class ReportBuilder:
         self.cache["prior_kinds"] = kinds
         return kinds
 
-    def section_priors(self) -> str:
+    def section_priors(self) -> list[Block]:
         kinds = self.prior_kinds()
         if not kinds:
-            return self.miss("priors", "priors (prior_<kind>/, samples_<kind>/)")
-        parts = []
-        for kind in kinds:
-            parts.append(f'<h3 id="prior-{esc(kind)}">{esc(kind)}</h3>')
-            tp = self.json(self.uri(f"prior_{kind}", "train_prior.json"))
-            es = self.json(self.uri(f"samples_{kind}", "eval_samples.json"))
-            tables = []
-            if tp:
-                rows = [("condition", tp.get("condition")), ("best epoch", tp.get("best_epoch"))]
-                rows += [(f"final {k}", v) for k, v in (tp.get("metrics") or {}).items()]
-                tables.append(kv_table([r for r in rows if r[1] is not None], ("training", "")))
-            else:
-                parts.append(self.miss(f"prior {kind}", f"{kind} training summary (prior_{kind}/train_prior.json)"))
-            if es:
-                div = es.get("diversity") or {}
-                rows = [("samples", es.get("count")), ("image size", es.get("image_size")),
-                        ("condition", fmt({k: v for k, v in (es.get("condition") or {}).items() if v is not None})),
-                        ("sampling parameters", es.get("params")), ("samples/s", es.get("samples_per_s")),
-                        ("sampling device", es.get("sample_device")), ("real images", es.get("real_images")),
-                        ("FID vs held-out", es.get("fid")), ("FID vs train", es.get("fid_train")),
-                        ("real-vs-real FID (floor)", es.get("real_vs_real_fid")),
-                        ("KID", es.get("kid")), ("precision", es.get("precision")), ("recall", es.get("recall")),
-                        ("memorized share", es.get("memorized_share")),
-                        ("distinct code sequences (share)", div.get("distinct_share")),
-                        ("mean pairwise feature distance (held-out)",
-                         f"{fmt(div.get('mean_pairwise_feature_distance'))} "
-                         f"({fmt(div.get('heldout_mean_pairwise_feature_distance'))})" if div else None),
-                        ("features", es.get("features")), ("date", es.get("date"))]
-                tables.append(kv_table([r for r in rows if r[1] is not None], ("samples", "")))
-                pc = (es.get("per_condition") or {}).get("values") or {}
-                if pc:
-                    tables.append(table((f"{es['per_condition'].get('name', 'condition')}", "samples", "real train",
-                                         "FID vs train", "real held-out", "FID vs held-out"),
-                                        [(k, v.get("samples"), v.get("real_train"), v.get("fid_train"),
-                                          v.get("real_heldout"), v.get("fid_heldout")) for k, v in pc.items()]))
-            else:
-                parts.append(self.miss(f"prior {kind}", f"{kind} sample metrics (samples_{kind}/eval_samples.json)"))
-            if tables:
-                parts.append('<div class="row">' + "".join(tables) + "</div>")
-            parts.append(self._curves(self.uri(f"prior_{kind}"), tp, PRIOR_PANELS, f"prior_{kind}_curves.png",
-                                      f"{kind} training curves"))
-            figs = []
-            f = self.image(self.uri(f"samples_{kind}.png"), f"{kind}: the pipeline's sample sheet")
-            if f:
-                figs.append(f)
-            for sheet, caption in (("samples_grid.png", "samples"),
-                                   ("samples_nearest.png", "samples next to their nearest training images"),
-                                   ("samples_conditions.png", "samples per condition value")):
-                f = self.image(self.uri(f"samples_{kind}", sheet), f"{kind}: {caption}")
-                if f:
-                    figs.append(f)
-            parts.append('<div class="row">' + "".join(figs) + "</div>" if figs else
-                         self.miss(f"prior {kind}", f"{kind} sample sheets"))
-        return "\n".join(parts)
+            return [self.miss("priors", "priors (prior_<kind>/, samples_<kind>/)")]
+        return [b for kind in kinds for b in self._prior(kind)]
 
-    def section_rate_distortion(self) -> str:
-        parts = []
+    def _prior(self, kind: str) -> list[Block]:
+        """One prior: its training summary and sample metrics, training curves and sample sheets."""
+        blocks: list[Block] = [Heading(kind, anchor=f"prior-{kind}")]
+        tp = self.json(self.uri(f"prior_{kind}", "train_prior.json"))
+        es = self.json(self.uri(f"samples_{kind}", "eval_samples.json"))
+        tables = []
+        if tp:
+            rows = [("condition", tp.get("condition")), ("best epoch", tp.get("best_epoch"))]
+            rows += [(f"final {k}", v) for k, v in (tp.get("metrics") or {}).items()]
+            tables.append(kv_table([r for r in rows if r[1] is not None], ("training", "")))
+        else:
+            blocks.append(self.miss(f"prior {kind}", f"{kind} training summary (prior_{kind}/train_prior.json)"))
+        if es:
+            tables += self._sample_tables(es)
+        else:
+            blocks.append(self.miss(f"prior {kind}", f"{kind} sample metrics (samples_{kind}/eval_samples.json)"))
+        if tables:
+            blocks.append(Row(_present(*tables)))
+        blocks.append(self._curves(self.uri(f"prior_{kind}"), tp, PRIOR_PANELS, f"prior_{kind}_curves.png",
+                                   f"{kind} training curves"))
+        figs = _present(self.image(self.uri(f"samples_{kind}.png"), f"{kind}: the pipeline's sample sheet"))
+        for sheet, caption in (("samples_grid.png", "samples"),
+                               ("samples_nearest.png", "samples next to their nearest training images"),
+                               ("samples_conditions.png", "samples per condition value")):
+            figs += _present(self.image(self.uri(f"samples_{kind}", sheet), f"{kind}: {caption}"))
+        blocks.append(Row(figs) if figs else self.miss(f"prior {kind}", f"{kind} sample sheets"))
+        return blocks
+
+    def _sample_tables(self, es: dict[str, Any]) -> list[Table | None]:
+        """The sample metrics of one prior, and its FIDs per condition value when it has them."""
+        div = es.get("diversity") or {}
+        rows = [("samples", es.get("count")), ("image size", es.get("image_size")),
+                ("condition", fmt({k: v for k, v in (es.get("condition") or {}).items() if v is not None})),
+                ("sampling parameters", es.get("params")), ("samples/s", es.get("samples_per_s")),
+                ("sampling device", es.get("sample_device")), ("real images", es.get("real_images")),
+                ("FID vs held-out", es.get("fid")), ("FID vs train", es.get("fid_train")),
+                ("real-vs-real FID (floor)", es.get("real_vs_real_fid")),
+                ("KID", es.get("kid")), ("precision", es.get("precision")), ("recall", es.get("recall")),
+                ("memorized share", es.get("memorized_share")),
+                ("distinct code sequences (share)", div.get("distinct_share")),
+                ("mean pairwise feature distance (held-out)",
+                 f"{fmt(div.get('mean_pairwise_feature_distance'))} "
+                 f"({fmt(div.get('heldout_mean_pairwise_feature_distance'))})" if div else None),
+                ("features", es.get("features")), ("date", es.get("date"))]
+        tables = [kv_table([r for r in rows if r[1] is not None], ("samples", ""))]
+        pc = (es.get("per_condition") or {}).get("values") or {}
+        if pc:
+            tables.append(table((f"{es['per_condition'].get('name', 'condition')}", "samples", "real train",
+                                 "FID vs train", "real held-out", "FID vs held-out"),
+                                [(k, v.get("samples"), v.get("real_train"), v.get("fid_train"),
+                                  v.get("real_heldout"), v.get("fid_heldout")) for k, v in pc.items()]))
+        return tables
+
+    def section_rate_distortion(self) -> list[Block]:
         ev = self.json(self.uri("eval_vqvae.json")) or {}
         run_point = {"bits": ev.get("bits_per_image"), "entropy_bits": ev.get("entropy_coded_bits_per_image"),
                      "psnr": ev.get("psnr")}
@@ -545,131 +554,86 @@ class ReportBuilder:
         f = self.figure("rate_distortion.png", plots.rate_distortion(trials, run_point),
                         "PSNR against the entropy-coded rate: the sweep's trials (validation PSNR) and this "
                         "run's tokenizer (held-out PSNR)")
-        parts.append(f or self.miss("rate–distortion", "rate–distortion points"))
+        blocks: list[Block] = [f or self.miss("rate–distortion", "rate–distortion points")]
         if not self.tune:
-            parts.append(self.miss("rate–distortion", "a tune sweep (--tune URI or RUN/tune)"))
-            return "\n".join(parts)
+            return blocks + [self.miss("rate–distortion", "a tune sweep (--tune URI or RUN/tune)")]
         if summary:
-            rows = []
-            for b in summary.get("best_per_budget") or []:
-                m = b.get("metrics") or {}
-                rows.append((b.get("budget_bits"), b.get("trial_id"), fmt(b.get("params")), m.get("bits_per_image"),
-                             m.get("entropy_bits_per_image"), m.get("val_psnr"), m.get("val_ssim"),
-                             m.get("heldout_psnr"), m.get("rfid"), storage.basename(b.get("preset") or "") or None))
-            if rows:
-                parts.append("<h3>Best configuration per rate budget</h3>")
-                parts.append(table(("budget (bits)", "trial", "parameters", "bits/image", "entropy bits/image",
-                                    "val PSNR", "val SSIM", "held-out PSNR", "rFID", "preset"), rows))
-            counts = summary.get("counts") or {}
-            if counts:
-                parts.append(kv_table(counts.items(), ("trial status", "trials")))
-            for name, reason in (summary.get("skipped_plots") or {}).items():
-                parts.append(f'<p class="note">{esc(name)} plot skipped by the sweep: {esc(reason)}</p>')
+            blocks += self._sweep_summary(summary)
         else:
-            parts.append(self.miss("rate–distortion", "sweep summary (sweep_summary.json)"))
+            blocks.append(self.miss("rate–distortion", "sweep summary (sweep_summary.json)"))
         if trials:
-            cols = [c for c in ("trial_id", "status", "model.codebook_size", "model.beta", "model.code_dim",
-                                "epochs", "bits_per_image", "entropy_bits_per_image", "val_psnr", "val_ssim",
-                                "heldout_psnr", "rfid", "on_front") if c in trials[0]]
-
-            def cell(v: str) -> Any:
-                try:
-                    return float(v) if v not in ("", None) else None
-                except ValueError:
-                    return v
-
-            parts.append("<h3>Trials</h3>")
-            parts.append(table(cols, [[cell(t.get(c)) for c in cols] for t in trials[:60]]))
-            if len(trials) > 60:
-                parts.append(f'<p class="note">{len(trials) - 60} more trials in trials.csv</p>')
-        figs = []
+            blocks += _trials(trials)
         for name, caption in (("pareto.png", "the sweep's Pareto front"),
                               ("importance.png", "hyperparameter importance for PSNR (Optuna)"),
                               ("parallel_coordinates.png", "parallel coordinates (Optuna)")):
             f = self.image(storage.join(self.tune, name), caption, name=f"tune_{name}", sheet=False)
             if f:
-                figs.append(f)
+                blocks.append(f)
             else:
                 self.missing.append(("rate–distortion", f"tune plot {name}"))
-        parts.append("".join(figs))
-        return "\n".join(parts)
+        return blocks
 
-    def section_extensions(self) -> str:
+    def _sweep_summary(self, summary: dict[str, Any]) -> list[Block]:
+        """The sweep's best configuration per rate budget, its trial counts and skipped plots."""
+        blocks: list[Block] = []
+        rows = []
+        for b in summary.get("best_per_budget") or []:
+            m = b.get("metrics") or {}
+            rows.append((b.get("budget_bits"), b.get("trial_id"), fmt(b.get("params")), m.get("bits_per_image"),
+                         m.get("entropy_bits_per_image"), m.get("val_psnr"), m.get("val_ssim"),
+                         m.get("heldout_psnr"), m.get("rfid"), storage.basename(b.get("preset") or "") or None))
+        if rows:
+            blocks.append(Heading("Best configuration per rate budget"))
+            blocks += _present(table(("budget (bits)", "trial", "parameters", "bits/image", "entropy bits/image",
+                                      "val PSNR", "val SSIM", "held-out PSNR", "rFID", "preset"), rows))
+        counts = summary.get("counts") or {}
+        if counts:
+            blocks += _present(kv_table(counts.items(), ("trial status", "trials")))
+        for name, reason in (summary.get("skipped_plots") or {}).items():
+            blocks.append(Note(f"{name} plot skipped by the sweep: {reason}"))
+        return blocks
+
+    def section_extensions(self) -> list[Block]:
         ext = self.uri("extensions")
         files = [storage.basename(u) for u in storage.list_files(ext, recursive=False)]
         if not files:
-            return self.miss("extensions", "extensions (RUN/extensions/)")
-        parts = []
+            return [self.miss("extensions", "extensions (RUN/extensions/)")]
         names = [n for n in EXTENSIONS]
         names += sorted({f[:-5] for f in files if f.endswith(".json") and f[:-5] not in names and
                          f != "fingerprint.json"})
-        for name in names:
-            record = self.json(storage.join(ext, f"{name}.json")) if f"{name}.json" in files else None
-            images = sorted(f for f in files if f.startswith(name) and f.lower().endswith((".png", ".gif")))
-            if record is None and not images:
-                parts.append(f"<h3>{esc(name)}</h3>" + self.miss("extensions", f"extension {name}"))
-                continue
-            parts.append(f'<h3 id="ext-{esc(name)}">{esc(name)}</h3>')
-            if isinstance(record, dict):
-                if record.get("note"):
-                    parts.append(f'<p class="note">{esc(record["note"])}</p>')
-                settings = [(k, v) for k, v in record.items() if k not in ("note", "extension")
-                            and (not isinstance(v, (dict, list)) or
-                                 (isinstance(v, list) and len(v) <= 8 and
-                                  all(not isinstance(x, (dict, list)) for x in v)))]
-                methods = record.get("methods")
-                if isinstance(methods, dict) and methods:
-                    cols: list[str] = []
-                    for m in methods.values():
-                        for k, v in (m or {}).items():
-                            if not isinstance(v, (dict, list)) and k not in cols:
-                                cols.append(k)
-                    parts.append(table(["method", *cols], [[mname, *[(m or {}).get(c) for c in cols]]
-                                                          for mname, m in methods.items()]))
-                headline, rest = [], []
-                for k, v in record.items():
-                    if k == "methods" and isinstance(v, dict):
-                        for mname, m in v.items():
-                            for sub, sv in (m or {}).items():
-                                if isinstance(sv, dict):
-                                    rest.extend(flatten(sv, f"methods / {mname} / {sub}"))
-                    elif isinstance(v, dict) and k not in ("per_pair",):
-                        leaves = flatten(v, k)
-                        small = len(leaves) <= 12
-                        (headline if k == "summary" or k.startswith("vs_") or "_vs_" in k or small
-                         else rest).extend(leaves)
-                tables = [kv_table(settings, ("setting", "value"))]
-                if headline:
-                    tables.append(kv_table(headline, ("measure", "value")))
-                parts.append('<div class="row">' + "".join(t for t in tables if t) + "</div>")
-                if rest:
-                    limit = 300
-                    more = (f'<p class="note">{len(rest) - limit} more values in extensions/{esc(name)}.json</p>'
-                            if len(rest) > limit else "")
-                    parts.append(f"<details><summary>more values from {esc(name)}.json ({len(rest)})</summary>"
-                                 f"{kv_table(rest[:limit], ('measure', 'value'))}{more}</details>")
-            elif f"{name}.json" in files:
-                parts.append(self.miss("extensions", f"{name} metrics ({name}.json unreadable)"))
-            else:
-                parts.append(self.miss("extensions", f"{name} metrics ({name}.json)"))
-            figs = [self.image(storage.join(ext, img), img, name=f"ext_{img}") for img in images]
-            parts.append("".join(f for f in figs if f))
-        return "\n".join(parts)
+        return [b for name in names for b in self._extension(ext, name, files)]
 
-    def section_bench(self) -> str:
+    def _extension(self, ext: str, name: str, files: list[str]) -> list[Block]:
+        """One extension: its note, settings and measures (``name.json``) and its images."""
+        record = self.json(storage.join(ext, f"{name}.json")) if f"{name}.json" in files else None
+        images = sorted(f for f in files if f.startswith(name) and f.lower().endswith((".png", ".gif")))
+        if record is None and not images:
+            return [Heading(name), self.miss("extensions", f"extension {name}")]
+        blocks: list[Block] = [Heading(name, anchor=f"ext-{name}")]
+        if isinstance(record, dict):
+            blocks += _extension_record(name, record)
+        elif f"{name}.json" in files:
+            blocks.append(self.miss("extensions", f"{name} metrics ({name}.json unreadable)"))
+        else:
+            blocks.append(self.miss("extensions", f"{name} metrics ({name}.json)"))
+        for img in images:
+            blocks += _present(self.image(storage.join(ext, img), img, name=f"ext_{img}"))
+        return blocks
+
+    def section_bench(self) -> list[Block]:
         if not self.bench:
-            return self.miss("benchmarks", "benchmarks (--bench URI or RUN/bench)")
+            return [self.miss("benchmarks", "benchmarks (--bench URI or RUN/bench)")]
         files = [u for u in storage.list_files(self.bench, recursive=False) if u.endswith(".json")]
         if not files:
-            return self.miss("benchmarks", f"benchmark JSONs in {self.bench}")
-        parts = []
+            return [self.miss("benchmarks", f"benchmark JSONs in {self.bench}")]
+        blocks: list[Block] = []
         for uri in files:
             rec = self.json(uri)
             if not isinstance(rec, dict):
                 continue
-            parts.append(f"<h3>{esc(rec.get('benchmark') or storage.basename(uri))}</h3>")
+            blocks.append(Heading(str(rec.get("benchmark") or storage.basename(uri))))
             if rec.get("command"):
-                parts.append(f"<p><code>{esc(rec['command'])}</code></p>")
+                blocks.append(Code(str(rec["command"])))
             rows = [(k, v) for k, v in rec.items() if k not in ("command", "benchmark")
                     and not isinstance(v, (dict, list))]
             for key in ("ratios", "targets"):  # the reference itself is in the summary
@@ -681,13 +645,13 @@ class ReportBuilder:
                 cols = [k for k in runs[0] if not isinstance(runs[0][k], (dict, list)) and k not in
                         ("command", "device", "date")][:10]
                 tables.append(table(cols, [[r.get(c) for c in cols] for r in runs[:30]]))
-            parts.append('<div class="row">' + "".join(tables) + "</div>")
-        return "\n".join(parts) or self.miss("benchmarks", "readable benchmark JSONs")
+            blocks.append(Row(_present(*tables)))
+        return blocks or [self.miss("benchmarks", "readable benchmark JSONs")]
 
-    def section_stages(self) -> str:
+    def section_stages(self) -> list[Block]:
         stages = self.pipeline.get("stages") or {}
         if not stages:
-            return self.miss("stages", "pipeline stages (pipeline.json)")
+            return [self.miss("stages", "pipeline stages (pipeline.json)")]
         rows = []
         for name, st in stages.items():
             state = "skipped (up to date)" if st.get("skipped") else ("retrained" if st.get("retrained") else "ran")
@@ -695,15 +659,15 @@ class ReportBuilder:
                                                               "prior", "metrics", "images_per_s")
                     and not isinstance(v, (dict, list))}
             sec = st.get("seconds")
-            rows.append((name, Raw(f"{sec:,.1f}") if is_num(sec) else "—", state, fmt(keep) if keep else "—"))
-        cfg = json.dumps(self.config, indent=1) if self.config else ""
-        out = table(("stage", "seconds", "state", "outputs"), rows)
-        if cfg:
-            out += f"<details><summary>configuration of the run</summary><pre>{esc(cfg)}</pre></details>"
-        return out
+            rows.append((name, Cell(f"{sec:,.1f}") if is_num(sec) else "—", state, fmt(keep) if keep else "—"))
+        blocks = _present(table(("stage", "seconds", "state", "outputs"), rows))
+        if self.config:
+            blocks.append(Details("configuration of the run", pre=json.dumps(self.config, indent=1)))
+        return blocks
 
     # ---- assembly --------------------------------------------------------------------------
-    def build(self) -> str:
+    def _open(self) -> None:
+        """Check the run folder, read pipeline.json and settle the sweep and benchmark folders."""
         if not storage.exists(self.run):
             raise EmojirayError(f"run folder {self.run} not found: pass the --out folder of `emojiray pipeline`")
         if not any(storage.exists(self.uri(*m.split("/"))) for m in RUN_MARKERS):
@@ -721,41 +685,99 @@ class ReportBuilder:
         if self.bench_arg and not storage.exists(self.bench_arg):
             raise EmojirayError(f"benchmark folder {self.bench_arg} not found")
 
-        sections = [("run", "Run", self.section_run), ("summary", "Summary against the baselines", self.section_summary),
-                    ("data", "Data", self.section_data), ("tokenizer", "Tokenizer", self.section_tokenizer),
-                    ("priors", "Priors and samples", self.section_priors),
-                    ("rate-distortion", "Rate–distortion", self.section_rate_distortion),
-                    ("extensions", "Extensions", self.section_extensions),
-                    ("bench", "Benchmarks", self.section_bench), ("stages", "Pipeline stages", self.section_stages)]
-        bodies = []
-        for anchor, title, fn in sections:
+    def sections(self) -> list[Section]:
+        """Every section of the page, in order; one that fails carries its error instead of blocks."""
+        parts: list[tuple[str, str, Callable[[], list[Block]]]] = [
+            ("run", "Run", self.section_run), ("summary", "Summary against the baselines", self.section_summary),
+            ("data", "Data", self.section_data), ("tokenizer", "Tokenizer", self.section_tokenizer),
+            ("priors", "Priors and samples", self.section_priors),
+            ("rate-distortion", "Rate–distortion", self.section_rate_distortion),
+            ("extensions", "Extensions", self.section_extensions),
+            ("bench", "Benchmarks", self.section_bench), ("stages", "Pipeline stages", self.section_stages)]
+        out = []
+        for anchor, title, fn in parts:
+            section = Section(anchor, title)
             try:
-                body = fn()
+                section.blocks = fn()
             except Exception as exc:  # one broken section never takes the page down
                 self.problem(f"section {title} failed: {type(exc).__name__}: {exc}")
-                body = f'<p class="problem">This section could not be built: {esc(type(exc).__name__)}: {esc(exc)}</p>'
-            bodies.append(f'<section id="{anchor}"><h2>{esc(title)}</h2>\n{body}\n</section>')
+                section.error = f"{type(exc).__name__}: {exc}"
+            out.append(section)
             self.log(f"report: {title}")
-        status = []
-        if self.missing:
-            items = "".join(f"<li>{esc(s)}: {esc(w)}</li>" for s, w in self.missing)
-            opened = " open" if len(self.missing) <= 12 else ""
-            status.append(f'<details{opened}><summary>Not in this run ({len(self.missing)})</summary>'
-                          f'<ul>{items}</ul></details>')
-        if self.problems:
-            items = "".join(f"<li>{esc(p)}</li>" for p in self.problems)
-            status.append(f'<div class="problem"><b>Problems while reading the run</b><ul>{items}</ul></div>')
-        nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t, _ in sections)
-        name = storage.basename(self.run)
-        page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-                f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-                f"<title>emojiray report: {esc(name)}</title><style>{CSS}</style></head>\n<body>"
-                f"<header><h1>emojiray report: {esc(name)}</h1><nav>{nav}</nav></header><main>\n"
-                + "\n".join(status) + "\n" + "\n".join(bodies) + "\n</main></body></html>\n")
+        return out
+
+    def build(self) -> str:
+        """Write index.html (and images/) and return its URI."""
+        self._open()
+        sections = self.sections()
+        page = Page(storage.basename(self.run), sections, self.missing, self.problems)
         index = storage.join(self.out, "index.html")
-        storage.write_text(index, page)
+        storage.write_text(index, render(page))
         self.log(f"report: {len(self.written)} images, {len(self.missing)} parts not in this run -> {index}")
         return index
+
+
+def _present(*blocks: Block | None) -> list[Block]:
+    """The blocks that exist (a table without rows or an unreadable image is None)."""
+    return [b for b in blocks if b is not None]
+
+
+def _trials(trials: list[dict[str, str]]) -> list[Block]:
+    """The first 60 trials of a sweep (trials.csv) as a table."""
+    cols = [c for c in ("trial_id", "status", "model.codebook_size", "model.beta", "model.code_dim",
+                        "epochs", "bits_per_image", "entropy_bits_per_image", "val_psnr", "val_ssim",
+                        "heldout_psnr", "rfid", "on_front") if c in trials[0]]
+
+    def cell(v: str) -> Any:
+        try:
+            return float(v) if v not in ("", None) else None
+        except ValueError:
+            return v
+
+    blocks: list[Block] = [Heading("Trials"), *_present(table(cols, [[cell(t.get(c)) for c in cols]
+                                                                     for t in trials[:60]]))]
+    if len(trials) > 60:
+        blocks.append(Note(f"{len(trials) - 60} more trials in trials.csv"))
+    return blocks
+
+
+def _extension_record(name: str, record: dict[str, Any]) -> list[Block]:
+    """An extension's JSON record: its note, a table per method, its settings and headline measures
+    side by side, and the rest of its values (at most 300) behind a "more values" summary."""
+    blocks: list[Block] = [Note(str(record["note"]))] if record.get("note") else []
+    settings = [(k, v) for k, v in record.items() if k not in ("note", "extension")
+                and (not isinstance(v, (dict, list)) or
+                     (isinstance(v, list) and len(v) <= 8 and all(not isinstance(x, (dict, list)) for x in v)))]
+    methods = record.get("methods")
+    if isinstance(methods, dict) and methods:
+        cols: list[str] = []
+        for m in methods.values():
+            for k, v in (m or {}).items():
+                if not isinstance(v, (dict, list)) and k not in cols:
+                    cols.append(k)
+        blocks += _present(table(["method", *cols], [[mname, *[(m or {}).get(c) for c in cols]]
+                                                     for mname, m in methods.items()]))
+    headline, rest = [], []
+    for k, v in record.items():
+        if k == "methods" and isinstance(v, dict):
+            for mname, m in v.items():
+                for sub, sv in (m or {}).items():
+                    if isinstance(sv, dict):
+                        rest.extend(flatten(sv, f"methods / {mname} / {sub}"))
+        elif isinstance(v, dict) and k not in ("per_pair",):
+            leaves = flatten(v, k)
+            small = len(leaves) <= 12
+            (headline if k == "summary" or k.startswith("vs_") or "_vs_" in k or small else rest).extend(leaves)
+    tables = [kv_table(settings, ("setting", "value"))]
+    if headline:
+        tables.append(kv_table(headline, ("measure", "value")))
+    blocks.append(Row(_present(*tables)))
+    if rest:
+        limit = 300
+        more = [Note(f"{len(rest) - limit} more values in extensions/{name}.json")] if len(rest) > limit else []
+        blocks.append(Details(f"more values from {name}.json ({len(rest)})",
+                              [*_present(kv_table(rest[:limit], ("measure", "value"))), *more]))
+    return blocks
 
 
 def _image_ok(data: bytes) -> bool:

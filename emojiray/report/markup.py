@@ -1,52 +1,22 @@
-"""HTML building blocks of the report page: escaping, number formatting, tables and the style sheet.
+"""The pieces of the report page as data, the number formatting, and the Jinja2 template that
+renders them.
 
-Plain functions returning strings; a :class:`Raw` value is markup already and is never escaped.
+:class:`~emojiray.report.html.ReportBuilder` turns a run into :class:`Section` objects holding
+blocks (:class:`Table`, :class:`Figure`, :class:`Note`, ...); ``templates/report.html.j2`` lays
+them out, inlines ``templates/report.css`` and escapes every value (autoescape): nothing here
+writes HTML.
 """
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Union
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d232b;background:#fafbfc}
-main{max-width:1180px;margin:0 auto;padding:0 20px 60px}
-header{background:#24292f;color:#fff;padding:18px 20px}
-header h1{margin:0;font-size:1.5em;max-width:1180px;margin:0 auto}
-nav{max-width:1180px;margin:8px auto 0;font-size:.9em}
-nav a{color:#c9d1d9;margin-right:14px;text-decoration:none}
-h2{border-bottom:2px solid #d0d7de;padding-bottom:4px;margin-top:40px}
-h3{margin-top:26px}
-table{border-collapse:collapse;margin:10px 0 16px;font-size:.88em;background:#fff}
-th,td{border:1px solid #d0d7de;padding:4px 9px;text-align:left;vertical-align:top}
-th{background:#f0f3f6}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
-tr:nth-child(even) td{background:#f7f9fb}
-.ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}
-.missing{color:#7d4e00;background:#fff8c5;border:1px solid #eac54f;padding:4px 10px;display:inline-block}
-.problem{color:#82071e;background:#ffebe9;border:1px solid #ff8182;padding:4px 10px}
-.note{color:#57606a;font-size:.9em;max-width:960px}
-figure{margin:12px 0 22px;display:inline-block;vertical-align:top;margin-right:18px}
-figure img{max-width:100%;height:auto;border:1px solid #d0d7de;background:#fff}
-img.px{image-rendering:pixelated}
-figcaption{font-size:.85em;color:#57606a;max-width:1000px}
-.row{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
-code,pre{font-size:.85em;background:#f0f3f6}
-pre{padding:10px;overflow:auto;max-height:420px}
-.tw{overflow-x:auto;max-width:100%}
-table.kv td.n{text-align:left}
-table.kv td:first-child{color:#424a53}
-"""
+import jinja2
 
-
-class Raw(str):
-    """A table cell or fragment that is already HTML."""
-
-
-def esc(value: Any) -> str:
-    return value if isinstance(value, Raw) else html.escape(str(value))
+TEMPLATE = "report.html.j2"
 
 
 def fmt(v: Any) -> str:
@@ -83,40 +53,6 @@ def is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], caption: str = "", cls: str = "") -> str:
-    """An HTML table; numbers right-aligned, None as a dash, no header row when every header is
-    empty. Empty string when there are no rows."""
-    body = []
-    for row in rows:
-        cells = []
-        for v in row:
-            if isinstance(v, Raw):
-                cells.append(f"<td>{v}</td>")
-            elif is_num(v):
-                cells.append(f'<td class="n">{esc(fmt(v))}</td>')
-            else:
-                cells.append(f"<td>{esc(fmt(v))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    if not body:
-        return ""
-    cap = f"<caption>{esc(caption)}</caption>" if caption else ""
-    head = ("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>"
-            if any(str(h) for h in headers) else "")
-    klass = f' class="{cls}"' if cls else ""
-    return f'<div class="tw"><table{klass}>{cap}{head}<tbody>{"".join(body)}</tbody></table></div>'
-
-
-def kv_table(pairs: Iterable[tuple[str, Any]], headers: Sequence[str] = ("", "")) -> str:
-    """A two-column table of (name, value) pairs, values left-aligned."""
-    return table(headers, [(k, v) for k, v in pairs], cls="kv")
-
-
-def verdict(ok: bool | None) -> Raw:
-    if ok is None:
-        return Raw("—")
-    return Raw('<span class="ok">yes</span>' if ok else '<span class="bad">no</span>')
-
-
 def flatten(d: Any, prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]:
     """(path, value) pairs of the scalar leaves of nested dicts (short scalar lists kept whole)."""
     out: list[tuple[str, Any]] = []
@@ -129,3 +65,130 @@ def flatten(d: Any, prefix: str = "", depth: int = 3) -> list[tuple[str, Any]]:
     elif not isinstance(d, dict):
         out.append((prefix, d))
     return out
+
+
+# ---- blocks: what a section holds, in order; the template renders each by its ``kind`` ----------
+@dataclass(frozen=True)
+class Cell:
+    """A table cell: its text, right-aligned when ``numeric``; ``style`` "ok" or "bad" colours it
+    (a verdict), "em" sets it in italics."""
+    text: str
+    numeric: bool = False
+    style: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]  # no header row when every header is empty
+    rows: list[list[Cell]]
+    cls: str = ""  # "kv": a name-value table, values left-aligned
+    kind: str = "table"
+
+
+@dataclass(frozen=True)
+class Figure:
+    src: str  # relative to index.html
+    alt: str
+    caption: str = ""
+    width: int | None = None
+    height: int | None = None
+    pixelated: bool = False  # an enlarged emoji sheet: sharp pixels
+    kind: str = "figure"
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    anchor: str = ""
+    kind: str = "heading"
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+    kind: str = "note"
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A part the run lacks: "<what>: not in this run"."""
+    what: str
+    kind: str = "missing"
+
+
+@dataclass(frozen=True)
+class Code:
+    text: str
+    kind: str = "code"
+
+
+@dataclass(frozen=True)
+class Row:
+    """Blocks side by side (tables, figures)."""
+    blocks: list[Block]
+    kind: str = "row"
+
+
+@dataclass(frozen=True)
+class Details:
+    """A collapsed part: ``summary`` shown, ``blocks`` and a preformatted ``pre`` text on opening."""
+    summary: str
+    blocks: list[Block] = field(default_factory=list)
+    pre: str = ""
+    kind: str = "details"
+
+
+Block = Union[Table, Figure, Heading, Note, Missing, Code, Row, Details]
+
+
+@dataclass
+class Section:
+    anchor: str
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+    error: str = ""  # why the section could not be built
+
+
+@dataclass
+class Page:
+    name: str
+    sections: list[Section]
+    missing: list[tuple[str, str]]  # (section, what)
+    problems: list[str]
+
+
+def cell(v: Any) -> Cell:
+    """A value as a cell: numbers right-aligned, None as a dash, a :class:`Cell` as it is."""
+    if isinstance(v, Cell):
+        return v
+    return Cell(fmt(v), numeric=is_num(v))
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], cls: str = "") -> Table | None:
+    """A table of values (see :func:`cell`); None when there are no rows."""
+    body = [[cell(v) for v in row] for row in rows]
+    return Table(tuple(str(h) for h in headers), body, cls) if body else None
+
+
+def kv_table(pairs: Iterable[tuple[str, Any]], headers: Sequence[str] = ("", "")) -> Table | None:
+    """A two-column table of (name, value) pairs, values left-aligned."""
+    return table(headers, [(k, v) for k, v in pairs], cls="kv")
+
+
+def verdict(ok: bool | None) -> Cell:
+    if ok is None:
+        return Cell("—")
+    return Cell("yes", style="ok") if ok else Cell("no", style="bad")
+
+
+def environment() -> jinja2.Environment:
+    """The Jinja2 environment of the package's ``templates/`` folder: autoescaped, strict about
+    undefined names."""
+    return jinja2.Environment(loader=jinja2.PackageLoader("emojiray.report", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True)
+
+
+def render(page: Page) -> str:
+    """The HTML of ``page``."""
+    return environment().get_template(TEMPLATE).render(page=page)

@@ -228,6 +228,46 @@ def test_report_files_and_curve_sources(built):
     assert any("-> " in line and "index.html" in line for line in logs)
 
 
+def test_page_text_is_escaped(tmp_path):
+    """Markup in the run's files (an extension's note, an extension name, a prior kind, a benchmark
+    command) is shown as text by the template's autoescaping, never as tags."""
+    run = make_run(tmp_path)
+    pipeline = json.loads((run / "pipeline.json").read_text())
+    pipeline["config"]["pipeline"]["priors"].append("<b>bold</b>")
+    (run / "pipeline.json").write_text(json.dumps(pipeline))
+    _json(run / "extensions" / "inpaint.json", {"note": "<script>alert('x')</script> & more"})
+    _json(run / "extensions" / "<img src=x>.json", {"images": 1})
+    bench = tmp_path / "bench"
+    _json(bench / "b.json", {"benchmark": "<i>speed</i>", "command": "python -c '<x>' && echo"})
+    index = build_report(str(run), str(tmp_path / "site"), bench_uri=str(bench), log=lambda *a: None)
+    page = Path(index).read_text()
+    assert "<script" not in page and "<b>" not in page and "<img src=x>" not in page and "<i>speed" not in page
+    for shown in ("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more", "&lt;b&gt;bold&lt;/b&gt;",
+                  "&lt;img src=x&gt;", "&lt;i&gt;speed&lt;/i&gt;", "python -c &#39;&lt;x&gt;&#39; &amp;&amp; echo"):
+        assert shown in page, shown
+    parser = _Page()
+    parser.feed(page)
+    assert all(src.startswith("images/") for src in parser.imgs)  # the extension name made no <img>
+
+
+def test_templates_ship_with_the_package():
+    """The templates are package data: found through importlib.resources, as from an installed
+    package, and named in pyproject.toml's package-data."""
+    import importlib.resources
+
+    import jinja2
+
+    from emojiray.report import markup
+
+    templates = importlib.resources.files("emojiray.report") / "templates"
+    for name in (markup.TEMPLATE, "blocks.html.j2", "report.css"):
+        assert (templates / name).is_file(), name
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert '"report/templates/*"' in pyproject
+    env = markup.environment()
+    assert env.autoescape is True and env.undefined is jinja2.StrictUndefined
+
+
 def test_event_reader_merges_files_and_tolerates_truncation(tmp_path):
     from tensorboardX import SummaryWriter
 
