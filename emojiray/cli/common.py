@@ -27,12 +27,22 @@ def claim_output(args: argparse.Namespace, out: str, record: str, **inputs: str 
     storage.claim_output(out, record, {k: v for k, v in inputs.items() if v}, getattr(args, "force", False))
 
 
-def evaluate_in_task(args: argparse.Namespace, cfg, paths, record: str, evaluate, **inputs: str | None) -> dict:
-    """An extension's ``--evaluate``: claim ``paths.out/record`` for these inputs, then run
-    ``evaluate(paths, cfg, paths.out)`` in one Ray task (a GPU of the cluster when there is one)."""
+def extension_paths(args: argparse.Namespace, **models: str | None):
+    """An extension command's :class:`~emojiray.extensions.paths.RunPaths`: those of --run, with --vqvae,
+    --data, --out and ``models`` (its model options, e.g. ``prior=args.prior``) where given; --out is needed."""
+    from emojiray.extensions.paths import RunPaths
+
+    paths = RunPaths.of(args.run, vqvae=args.vqvae, data=args.data, out=args.out, **models)
+    paths.need("out")
+    return paths
+
+
+def evaluate_in_task(args: argparse.Namespace, cfg, paths, record: str, evaluate, **models: str | None) -> dict:
+    """An extension's ``--evaluate``: claim ``paths.out/record`` for ``paths.data`` and these models, then
+    run ``evaluate(paths, cfg, paths.out)`` in one Ray task (a GPU of the cluster when there is one)."""
     from emojiray.raykit import run_task
 
-    claim_output(args, paths.out, record, **inputs)
+    claim_output(args, paths.out, record, data=paths.data, **models)
     return run_task(evaluate, paths, cfg, paths.out, ray_cfg=cfg.ray)
 
 
@@ -58,15 +68,25 @@ def add_config_args(parser: argparse.ArgumentParser, default_preset: str | None 
                         help="override one config value, e.g. --set data.size=32 (repeatable)")
 
 
+def finish_parser(parser: argparse.ArgumentParser, run, force_help: str | None = None) -> None:
+    """What every command's options end with: --force where the command has one (``force_help`` says what
+    it replaces or redoes), then --preset and --set; ``run(args)`` is what the command does."""
+    if force_help is not None:
+        parser.add_argument("--force", action="store_true", help=force_help)
+    add_config_args(parser)
+    parser.set_defaults(func=run)
+
+
 def config_from_args(args: argparse.Namespace, **flags: object) -> Config:
     """The preset, then --set overrides, then dedicated flags (e.g. --size) that were given."""
     extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
     return load_config(args.preset, [*args.overrides, *extra])
 
 
-def add_extension_args(parser: argparse.ArgumentParser, evaluate_help: str, prior_help: str,
+def add_extension_args(parser: argparse.ArgumentParser, run, evaluate_help: str, prior_help: str,
                        prior_dest: str = "prior") -> None:
-    """--run, --data, --vqvae, --prior, --seed, --out, --evaluate and the config options of an extension."""
+    """--run, --data, --vqvae, --prior, --seed, --out, --evaluate, --force and the config options of an
+    extension; ``run(args)`` is the command."""
     parser.add_argument("--run", default="", help="a pipeline output (finds the data and the models it needs)")
     parser.add_argument("--data", help="dataset URI (emoji names, held-out images)")
     parser.add_argument("--vqvae", help="VQ-VAE URI (default: the run's, or the prior's)")
@@ -74,6 +94,4 @@ def add_extension_args(parser: argparse.ArgumentParser, evaluate_help: str, prio
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="output folder (default: RUN/extensions)")
     parser.add_argument("--evaluate", action="store_true", help=evaluate_help)
-    parser.add_argument("--force", action="store_true", help="--evaluate: replace the measurement of other models "
-                                                             "or data at --out")
-    add_config_args(parser)
+    finish_parser(parser, run, "--evaluate: replace the measurement of other models or data at --out")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, claim_output, config_from_args
+from emojiray.cli.common import claim_output, config_from_args, finish_parser
 from emojiray.errors import EmojirayError
 
 
@@ -19,10 +19,7 @@ def register(sub) -> None:
                    help="an existing `emojiray sample` run to score (repeatable), e.g. maskgit=RUN/samples_maskgit")
     p.add_argument("-n", "--num-samples", type=int, help="samples per condition value (default: extensions.condition_samples)")
     p.add_argument("--out", help="output folder (default: RUN/extensions)")
-    p.add_argument("--force", action="store_true", help="replace the condition report of other data or another "
-                                                        "classifier at --out")
-    add_config_args(p)
-    p.set_defaults(func=run)
+    finish_parser(p, run, "replace the condition report of other data or another classifier at --out")
 
 
 def parse_samples(items: list[str]) -> dict[str, str]:

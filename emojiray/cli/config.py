@@ -3,14 +3,13 @@ every value must lie in (`--ranges`)."""
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import config_from_args, finish_parser
 
 
 def register(sub) -> None:
     p = sub.add_parser("config", help="print the configuration a preset and --set overrides give")
     p.add_argument("--ranges", action="store_true", help="print each key's allowed range instead")
-    add_config_args(p)
-    p.set_defaults(func=run)
+    finish_parser(p, run)
 
 
 def run(args) -> int:

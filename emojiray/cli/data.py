@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from emojiray import storage
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import config_from_args, finish_parser
 
 
 def register(sub) -> None:
@@ -17,9 +17,7 @@ def register(sub) -> None:
     prep.add_argument("--size", type=int, help="output side in pixels (e.g. 32 or 64)")
     prep.add_argument("--background", help="colour for transparent pixels (default white)")
     prep.add_argument("--out", required=True, help="dataset URI (local path or s3://bucket/prefix)")
-    prep.add_argument("--force", action="store_true", help="rebuild even if the dataset is up to date")
-    add_config_args(prep)
-    prep.set_defaults(func=run_prepare)
+    finish_parser(prep, run_prepare, "rebuild even if the dataset is up to date")
 
     info = dsub.add_parser("info", help="print a dataset summary and write a contact sheet PNG")
     info.add_argument("uri", help="dataset URI")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import config_from_args, finish_parser
 
 
 def register(sub) -> None:
@@ -13,8 +13,7 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace the measurement of other samples or data at --out")
     p.add_argument("--real-images", type=int, help="real images per split with features (default: "
                                                    "eval.real_images; 0 = all)")
-    add_config_args(p)
-    p.set_defaults(func=run)
+    finish_parser(p, run)
 
 
 def run(args) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import config_from_args, finish_parser
 from emojiray.config import EVAL_SPLITS
 
 
@@ -16,9 +16,7 @@ def register(sub) -> None:
     p.add_argument("--no-fid", action="store_true", help="skip rFID (no Inception forward passes)")
     p.add_argument("--fid-images", type=int, help="images for rFID (default: eval.fid_images; 0 = all)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--force", action="store_true", help="replace the measurement of another model or dataset at --out")
-    add_config_args(p)
-    p.set_defaults(func=run)
+    finish_parser(p, run, "replace the measurement of another model or dataset at --out")
 
 
 def run(args) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import config_from_args, finish_parser
 
 
 def register(sub) -> None:
@@ -12,9 +12,7 @@ def register(sub) -> None:
     p.add_argument("--vqvae", required=True, help="tokenizer URI (e.g. <train out>/vqvae)")
     p.add_argument("--data", required=True, help="dataset URI")
     p.add_argument("--out", required=True, help="code shards URI")
-    p.add_argument("--force", action="store_true", help="replace codes of another VQ-VAE or dataset at --out")
-    add_config_args(p)
-    p.set_defaults(func=run)
+    finish_parser(p, run, "replace codes of another VQ-VAE or dataset at --out")
 
 
 def run(args) -> int:

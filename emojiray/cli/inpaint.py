@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_extension_args, config_from_args, evaluate_in_task
+from emojiray.cli.common import add_extension_args, config_from_args, evaluate_in_task, extension_paths
 from emojiray.errors import EmojirayError
 
 
@@ -13,20 +13,17 @@ def register(sub) -> None:
     p.add_argument("--mask", help="box:x0,y0,x1,y1 (pixels, or fractions like 0.25) or a mask image (white = fill)")
     p.add_argument("-n", "--completions", type=int, help="completions per input (default: inpaint.completions)")
     p.add_argument("--condition", help="condition value of the prior, e.g. happy (default: unconditional)")
-    add_extension_args(p, "measure on seeded boxes of held-out emoji (inpaint.json, inpaint.png)", "MaskGIT prior URI")
-    p.set_defaults(func=run)
+    add_extension_args(p, run, "measure on seeded boxes of held-out emoji (inpaint.json, inpaint.png)",
+                       "MaskGIT prior URI")
 
 
 def run(args) -> int:
-    from emojiray.extensions.paths import RunPaths
-
     cfg = config_from_args(args, **{"inpaint.completions": args.completions})
-    paths = RunPaths.of(args.run, prior=args.prior, vqvae=args.vqvae, data=args.data, out=args.out)
-    paths.need("out")
+    paths = extension_paths(args, prior=args.prior)
     if args.evaluate:
         from emojiray.extensions.inpaint import evaluate_inpaint
 
-        evaluate_in_task(args, cfg, paths, "inpaint.json", evaluate_inpaint, data=paths.data, prior=paths.prior)
+        evaluate_in_task(args, cfg, paths, "inpaint.json", evaluate_inpaint, prior=paths.prior)
         return 0
     if not args.inputs or not args.mask:
         raise EmojirayError("give --mask and one or more image files or emoji names (or --evaluate)")

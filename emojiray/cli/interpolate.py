@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_extension_args, config_from_args, evaluate_in_task
+from emojiray.cli.common import add_extension_args, config_from_args, evaluate_in_task, extension_paths
 from emojiray.errors import EmojirayError
 
 
@@ -12,23 +12,19 @@ def register(sub) -> None:
                    help="two image files or emoji names (looked up in the run's dataset)")
     p.add_argument("--steps", type=int, help="frames after the first (default: interpolate.steps)")
     p.add_argument("--vendor", default="", help="vendor whose drawing of a named emoji to use (default: any)")
-    add_extension_args(p, "measure path smoothness on seeded pairs of held-out emoji (interpolate.json, interpolate.png)",
+    add_extension_args(p, run,
+                       "measure path smoothness on seeded pairs of held-out emoji (interpolate.json, interpolate.png)",
                        "MaskGIT prior URI (without one: pixel and latent paths only)")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from emojiray.extensions.paths import RunPaths
-
     cfg = config_from_args(args, **{"interpolate.steps": args.steps})
-    paths = RunPaths.of(args.run, prior=args.prior, vqvae=args.vqvae, data=args.data, out=args.out)
-    paths.need("out")
+    paths = extension_paths(args, prior=args.prior)
     if args.evaluate:
         paths.need("data")
         from emojiray.extensions.interpolate import evaluate_interpolation
 
-        evaluate_in_task(args, cfg, paths, "interpolate.json", evaluate_interpolation, data=paths.data,
-                         prior=paths.prior)
+        evaluate_in_task(args, cfg, paths, "interpolate.json", evaluate_interpolation, prior=paths.prior)
         return 0
     if len(args.inputs) != 2:
         raise EmojirayError(f"give exactly two image files or emoji names (got {len(args.inputs)}), or --evaluate")

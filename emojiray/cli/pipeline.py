@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import config_from_args, finish_parser
 
 
 def register(sub) -> None:
@@ -12,8 +12,7 @@ def register(sub) -> None:
     p.add_argument("--from", dest="start", metavar="STAGE",
                    help="redo this stage and every later one (prepare, info, stream, train_vqvae, eval_vqvae, "
                         "extract_codes, prior_<kind>, samples_<kind>, extensions)")
-    add_config_args(p)
-    p.set_defaults(func=run)
+    finish_parser(p, run)
 
 
 def run(args) -> int:

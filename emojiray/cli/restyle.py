@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_extension_args, config_from_args, evaluate_in_task
+from emojiray.cli.common import add_extension_args, config_from_args, evaluate_in_task, extension_paths
 from emojiray.errors import EmojirayError
 
 
@@ -14,22 +14,17 @@ def register(sub) -> None:
     p.add_argument("--classifier", help="emoji classifier for the vendor agreement metric")
     p.add_argument("--share", type=float, help="share of codes re-sampled (default: chosen on validation)")
     p.add_argument("--variants", type=int, default=1, help="restyled variants per input")
-    add_extension_args(p, "measure on held-out emoji drawn by both vendors (restyle.json, restyle.png)",
+    add_extension_args(p, run, "measure on held-out emoji drawn by both vendors (restyle.json, restyle.png)",
                        "MaskGIT prior conditioned on the vendor", prior_dest="vendor_prior")
-    p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from emojiray.extensions.paths import RunPaths
-
     cfg = config_from_args(args, **{"restyle.share": args.share})
-    paths = RunPaths.of(args.run, vendor_prior=args.vendor_prior, vqvae=args.vqvae, data=args.data,
-                        classifier=args.classifier, out=args.out)
-    paths.need("out")
+    paths = extension_paths(args, vendor_prior=args.vendor_prior, classifier=args.classifier)
     if args.evaluate:
         from emojiray.extensions.restyle import evaluate_restyle
 
-        evaluate_in_task(args, cfg, paths, "restyle.json", evaluate_restyle, data=paths.data, prior=paths.vendor_prior)
+        evaluate_in_task(args, cfg, paths, "restyle.json", evaluate_restyle, prior=paths.vendor_prior)
         return 0
     if not args.inputs or not args.target:
         raise EmojirayError("give --to VENDOR and one or more image files or emoji names (or --evaluate)")

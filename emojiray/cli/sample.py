@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import config_from_args, finish_parser
 
 
 def register(sub) -> None:
@@ -25,9 +25,7 @@ def register(sub) -> None:
     p.add_argument("--shard-size", type=int, help="samples per shard (default: sample.shard_size)")
     p.add_argument("--actors", type=int, help="actors (default: one per GPU, or per free CPU)")
     p.add_argument("--no-png", action="store_true", help="write Parquet shards only, no PNG per sample")
-    p.add_argument("--force", action="store_true", help="replace samples already at --out")
-    add_config_args(p)
-    p.set_defaults(func=run)
+    finish_parser(p, run, "replace samples already at --out")
 
 
 def run(args) -> int:

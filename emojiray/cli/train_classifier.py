@@ -3,7 +3,7 @@ trained with Ray Train through the one driver (:mod:`emojiray.train.driver`)."""
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import config_from_args, finish_parser
 from emojiray.errors import EmojirayError
 
 
@@ -13,9 +13,7 @@ def register(sub) -> None:
     p.add_argument("--data", help="dataset URI (from `emojiray data`)")
     p.add_argument("--out", help="model folder (writes meta.json, weights, classifier.json and the Ray Train run in train/)")
     p.add_argument("--epochs", type=int, help="training epochs (default: classifier.epochs)")
-    p.add_argument("--force", action="store_true", help="replace a classifier of another dataset at --out")
-    add_config_args(p)
-    p.set_defaults(func=run)
+    finish_parser(p, run, "replace a classifier of another dataset at --out")
 
 
 def run(args) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import config_from_args, finish_parser
 from emojiray.config import CONDITIONS
 from emojiray.registry import PRIORS
 
@@ -14,9 +14,7 @@ def register(sub) -> None:
     p.add_argument("--condition", choices=CONDITIONS, help="default: prior.condition")
     p.add_argument("--out", required=True, help="run URI for checkpoints, logs, the model and a sample sheet")
     p.add_argument("--resume", action="store_true", help="continue the run at --out")
-    p.add_argument("--force", action="store_true", help="delete an existing run at --out and start over")
-    add_config_args(p)
-    p.set_defaults(func=run)
+    finish_parser(p, run, "delete an existing run at --out and start over")
 
 
 def run(args) -> int:

@@ -3,7 +3,7 @@ Ray Train through the one driver (:mod:`emojiray.train.driver`)."""
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import config_from_args, finish_parser
 from emojiray.errors import EmojirayError
 
 
@@ -15,9 +15,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="model folder (writes meta.json, weights, upscaler.json and the Ray Train run in train/)")
     p.add_argument("--epochs", type=int, help="training epochs (default: upscale.epochs)")
     p.add_argument("--factor", type=int, help="downsampling factor (default: upscale.factor)")
-    p.add_argument("--force", action="store_true", help="replace an upscaler of another dataset or VQ-VAE at --out")
-    add_config_args(p)
-    p.set_defaults(func=run)
+    finish_parser(p, run, "replace an upscaler of another dataset or VQ-VAE at --out")
 
 
 def run(args) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args
+from emojiray.cli.common import config_from_args, finish_parser
 
 
 def register(sub) -> None:
@@ -10,9 +10,7 @@ def register(sub) -> None:
     p.add_argument("--trials", type=int, help="number of trials (default: tune.trials)")
     p.add_argument("--out", required=True, help="sweep URI: Ray Tune state, trials, table, plots, presets")
     p.add_argument("--data", help="dataset URI (default: the preset's data, prepared under <out>/data)")
-    p.add_argument("--force", action="store_true", help="start over instead of resuming a sweep at --out")
-    add_config_args(p)
-    p.set_defaults(func=run)
+    finish_parser(p, run, "start over instead of resuming a sweep at --out")
 
 
 def run(args) -> int:

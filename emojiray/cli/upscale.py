@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emojiray.cli.common import add_config_args, config_from_args, evaluate_in_task
+from emojiray.cli.common import config_from_args, evaluate_in_task, extension_paths, finish_parser
 from emojiray.errors import EmojirayError
 
 
@@ -19,23 +19,16 @@ def register(sub) -> None:
     p.add_argument("--out", help="output folder (default: RUN/extensions)")
     p.add_argument("--evaluate", action="store_true",
                    help="measure on held-out emoji against bicubic upscaling (upscale.json, upscale.png)")
-    p.add_argument("--force", action="store_true", help="--evaluate: replace the measurement of another upscaler "
-                                                         "or dataset at --out")
-    add_config_args(p)
-    p.set_defaults(func=run)
+    finish_parser(p, run, "--evaluate: replace the measurement of another upscaler or dataset at --out")
 
 
 def run(args) -> int:
-    from emojiray.extensions.paths import RunPaths
-
     cfg = config_from_args(args)
-    paths = RunPaths.of(args.run, upscaler=args.upscaler, vqvae=args.vqvae, data=args.data, out=args.out)
-    paths.need("out")
+    paths = extension_paths(args, upscaler=args.upscaler)
     if args.evaluate:
         from emojiray.extensions.upscale import evaluate_upscale
 
-        report = evaluate_in_task(args, cfg, paths, "upscale.json", evaluate_upscale, data=paths.data,
-                                  upscaler=paths.upscaler)
+        report = evaluate_in_task(args, cfg, paths, "upscale.json", evaluate_upscale, upscaler=paths.upscaler)
         up, bi = report["methods"]["upscaler"], report["methods"]["bicubic"]
         print(f"upscale: PSNR {up['psnr']:.2f} dB (bicubic {bi['psnr']:.2f}), SSIM {up['ssim']:.3f} "
               f"(bicubic {bi['ssim']:.3f}) -> {paths.out}")

@@ -33,21 +33,14 @@ SPLITS = ("train", "val", "test")
 
 
 def schema(size: int) -> pa.Schema:
+    """The shard columns: the pixels and their size, the row's identity, then the labels (text, except
+    the flag ``skin_tone``)."""
+    text = pa.string()
     return pa.schema([
-        ("image", pa.binary(size * size * 3)),
-        ("height", pa.int16()),
-        ("width", pa.int16()),
-        ("key", pa.string()),
-        ("sha256", pa.string()),
-        ("split", pa.string()),
-        ("emoji_id", pa.string()),
-        ("unified", pa.string()),
-        ("name", pa.string()),
-        ("category", pa.string()),
-        ("subcategory", pa.string()),
-        ("vendor", pa.string()),
-        ("skin_tone", pa.bool_()),
-        ("emotion", pa.string()),
+        ("image", pa.binary(size * size * 3)), ("height", pa.int16()), ("width", pa.int16()),
+        ("key", text), ("sha256", text), ("split", text),
+        *[(name, text) for name in ("emoji_id", "unified", "name", "category", "subcategory", "vendor")],
+        ("skin_tone", pa.bool_()), ("emotion", text),
     ])
 
 

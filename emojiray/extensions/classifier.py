@@ -38,7 +38,7 @@ from emojiray import storage
 from emojiray.config import Config
 from emojiray.data.shards import read_arrays
 from emojiray.errors import EmojirayError
-from emojiray.extensions.helpers import (RUN_DIR, check_helper_data, fit_helper, helper_schedule, load_helper,
+from emojiray.extensions.helpers import (RUN_DIR, HelperFamily, check_helper_data, fit_helper, load_helper,
                                          publish_model)
 from emojiray.extensions.measures import json_safe
 from emojiray.images import resize_rgb, to_model_input
@@ -92,7 +92,7 @@ def head_metrics(probs: np.ndarray, ids: np.ndarray, vocab: list[str]) -> dict[s
 # -- the family (no Ray) ------------------------------------------------------------------------------
 
 
-class ClassifierFamily:
+class ClassifierFamily(HelperFamily):
     """The classifier as a :mod:`~emojiray.train.harness` family: class-weighted cross-entropy per
     head on randomly shifted images, AdamW; the best checkpoint by ``val_score`` (the mean balanced
     accuracy over the heads on val).
@@ -105,21 +105,20 @@ class ClassifierFamily:
     name = KIND
     score = ("val_score", "max")
     batch_key = "classifier.batch_size"  # the config key of the per-worker batch size
+    section = "classifier"
 
     def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
                  rank: int = 0):
-        c = cfg.classifier
-        self.cfg, self.spec, self.device = cfg, spec, torch.device(device)
-        self.labels, self.vocab, size = list(spec["labels"]), spec["vocab"], int(spec["image_size"])
-        self.model = EmojiClassifier({lb: len(self.vocab[lb]) for lb in self.labels}, channels=c.channels,
-                                     size=size).to(self.device)
-        self.net = self.model
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        self.schedule, self.steps_per_epoch = helper_schedule(c, spec["examples"], world, cfg.train.log_every)
+        self.labels, self.vocab = list(spec["labels"]), spec["vocab"]
+        super().__init__(cfg, spec, device, world, rank)
         self.weights = {lb: torch.tensor(spec["class_weights"][lb], dtype=torch.float32, device=self.device)
                         for lb in self.labels}
-        self.max_shift = max(1, size // 16)
+        self.max_shift = max(1, int(spec["image_size"]) // 16)
         self.generator = torch.Generator().manual_seed(cfg.train.seed + 1000 * rank)  # the shifts
+
+    def build(self, c, spec: dict[str, Any]) -> EmojiClassifier:
+        return EmojiClassifier({lb: len(self.vocab[lb]) for lb in self.labels}, channels=c.channels,
+                               size=int(spec["image_size"]))
 
     def examples(self, batch: dict[str, torch.Tensor]) -> int:
         return batch["image"].shape[0]

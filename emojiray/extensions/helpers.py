@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from emojiray import storage
 from emojiray.errors import EmojirayError
@@ -25,6 +26,28 @@ def helper_schedule(section, examples: int, world: int = 1, log_every: int = 50)
     return harness.Schedule(epochs=section.epochs, batch_size=section.batch_size, lr=section.lr,
                             warmup_steps=min(100, total // 10), min_lr_ratio=0.05, grad_clip=1.0,
                             max_seconds=section.max_seconds, report_every_s=0, log_every=log_every), steps
+
+
+class HelperFamily:
+    """What the helper models' :mod:`~emojiray.train.harness` families share: the model (built by
+    :meth:`build` from the family's config ``section``) on the device, trained as it is (``net``), AdamW
+    with the section's learning rate and weight decay, the :func:`helper_schedule` of the section, and
+    no random stream of their own unless a family sets ``generator``."""
+
+    section = ""  # the family's config section: "classifier", "upscale"
+
+    def __init__(self, cfg, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1, rank: int = 0):
+        sc = getattr(cfg, self.section)
+        self.cfg, self.spec, self.device = cfg, spec, torch.device(device)
+        self.model = self.build(sc, spec).to(self.device)
+        self.net = self.model
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
+        self.schedule, self.steps_per_epoch = helper_schedule(sc, spec["examples"], world, cfg.train.log_every)
+        self.generator = None
+
+    def build(self, section, spec: dict[str, Any]):
+        """The model to train, from the config section and the spec."""
+        raise NotImplementedError
 
 
 def check_helper_data(what: str, section, train: int, val: int, data_uri: str) -> None:

@@ -37,9 +37,9 @@ from emojiray.errors import EmojirayError
 from emojiray.extensions.codes import code_masks, decode, encode, require_mask_filling
 from emojiray.extensions.interface import Extension
 from emojiray.extensions.lookup import load_emoji
-from emojiray.extensions.measures import image_scores, json_safe
+from emojiray.extensions.measures import image_scores
 from emojiray.extensions.paths import RunPaths
-from emojiray.extensions.sheets import write_sheet
+from emojiray.extensions.sheets import write_measurement, write_sheet
 
 MIN_BOX = 11  # SSIM's Gaussian window
 
@@ -243,12 +243,11 @@ def evaluate_inpaint(paths: RunPaths, cfg, out: str, log=print) -> dict[str, Any
                 "maskgit_best = best completion per image (oracle), naive_fill = blurred surroundings",
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    storage.write_json(storage.join(out, "inpaint.json"), json_safe(record))
     show = min(len(images), max(1, ec.examples))
     masked_view = np.where(masks[:show, ..., None], np.uint8(128), images[:show])
     sheet_rows = [("original", images[:show]), ("masked", masked_view), ("naive fill", naive[:show]),
                   ("greedy", greedy[:show])] + [(f"completion {k + 1}", sampled[:show, k]) for k in range(ic.completions)]
-    write_sheet(storage.join(out, "inpaint.png"), sheet_rows, show)
+    write_measurement(out, "inpaint", record, sheet_rows, show)
     m = methods
     log(f"inpaint: {len(images)} held-out images, {box}px boxes: PSNR in the box maskgit {m['maskgit']['psnr']:.2f} dB "
         f"(best of {ic.completions} {m['maskgit_best']['psnr']:.2f}, greedy {m['maskgit_greedy']['psnr']:.2f}) vs "

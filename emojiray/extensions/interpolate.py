@@ -46,9 +46,9 @@ from emojiray.errors import EmojirayError
 from emojiray.extensions.codes import decode, encode, require_mask_filling
 from emojiray.extensions.interface import Extension, ExtensionRun
 from emojiray.extensions.lookup import load_emoji
-from emojiray.extensions.measures import inception_features, json_safe
+from emojiray.extensions.measures import inception_features
 from emojiray.extensions.paths import RunPaths
-from emojiray.extensions.sheets import enlarged, save_gif
+from emojiray.extensions.sheets import save_gif, write_measurement, write_sheet
 
 METHODS = ("crossfade", "latent", "prior")
 ROW_LABELS = {"crossfade": "pixel crossfade", "latent": "latent (VQ-VAE)", "prior": "prior (MaskGIT)"}
@@ -221,7 +221,6 @@ def interpolate(a: str, b: str, paths: RunPaths, cfg, out: str, vendor: str = ""
     the prior row and GIF only with a MaskGIT prior at ``paths.prior``. Returns {what: URI}.
     """
     from emojiray.data.labels import slug
-    from emojiray.images import labelled_rows, to_png_bytes
 
     ic = cfg.interpolate
     vqvae, sampler, size = _models(paths, log)
@@ -233,8 +232,7 @@ def interpolate(a: str, b: str, paths: RunPaths, cfg, out: str, vendor: str = ""
         return slug(Path(spec).stem if storage.exists(spec) else spec)
 
     name = f"interpolate_{stem(a)}_{stem(b)}"
-    sheet = labelled_rows(_rows(frames), ic.steps + 1)
-    written = {"sheet": storage.write_bytes(storage.join(out, f"{name}.png"), to_png_bytes(enlarged(sheet)))}
+    written = {"sheet": write_sheet(storage.join(out, f"{name}.png"), _rows(frames), ic.steps + 1)}
     scale = max(1, 128 // size)  # small emoji are hard to see in a GIF
     for m in ("latent", "prior"):
         if m in frames:
@@ -266,8 +264,6 @@ def evaluate_interpolation(paths: RunPaths, cfg, out: str, features: Callable | 
                            log=print) -> dict[str, Any]:
     """Smoothness of each path on seeded pairs of held-out emoji; writes ``interpolate.json`` and the
     sheet ``interpolate.png`` (the first ``extensions.examples`` // 2 pairs, three rows each)."""
-    from emojiray.images import labelled_rows, to_png_bytes
-
     paths.need("data")
     t0 = time.perf_counter()
     ic, ec = cfg.interpolate, cfg.extensions
@@ -311,9 +307,7 @@ def evaluate_interpolation(paths: RunPaths, cfg, out: str, features: Callable | 
                 "between the real images",
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    storage.write_json(storage.join(out, "interpolate.json"), json_safe(record))
-    sheet = labelled_rows(shown, ic.steps + 1)
-    storage.write_bytes(storage.join(out, "interpolate.png"), to_png_bytes(enlarged(sheet)))
+    write_measurement(out, "interpolate", record, shown, ic.steps + 1)
     ratios = ", ".join(f"{m} {r:.2f}x" for m, r in record["step_variance_vs_crossfade"].items() if r is not None)
     log(f"interpolate: {len(pairs)} held-out pairs, {ic.steps} steps: step variance "
         + ", ".join(f"{m} {v['step_variance']:.3f}" for m, v in methods.items())

@@ -35,9 +35,9 @@ from emojiray.errors import EmojirayError
 from emojiray.extensions.codes import decode, encode, require_mask_filling
 from emojiray.extensions.interface import Extension, ExtensionRun
 from emojiray.extensions.lookup import load_emoji
-from emojiray.extensions.measures import fid, image_scores, inception_features, json_safe
+from emojiray.extensions.measures import fid, image_scores, inception_features
 from emojiray.extensions.paths import RunPaths
-from emojiray.extensions.sheets import write_sheet
+from emojiray.extensions.sheets import write_measurement, write_sheet
 
 
 @torch.no_grad()
@@ -184,12 +184,11 @@ def evaluate_restyle(paths: RunPaths, cfg, out: str, features: Callable | None =
                 "reconstruction (restyling at share 0)",
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    storage.write_json(storage.join(out, "restyle.json"), json_safe(record))
     show = max(1, ec.examples)
     rows = [row for d, (source, target) in test.items() for row in (
         (f"{d[0]} (source)", source[:show]), (f"-> {d[1]} (share {chosen:g})", methods[best][d][:show]),
         (f"{d[1]} (real)", target[:show]))]
-    write_sheet(storage.join(out, "restyle.png"), rows, show)
+    write_measurement(out, "restyle", record, rows, show)
     b = report[best]
     log(f"restyle: {sum(len(s) for s, _ in test.values())} held-out pairs, share {chosen:g}: PSNR to the real target "
         f"{b['psnr']:.2f} dB vs unchanged source {base['psnr']:.2f}; SSIM {b['ssim']:.3f} vs {base['ssim']:.3f}; "

@@ -1,4 +1,5 @@
-"""Sheets and animations of small emoji: labelled rows, enlarged when small, looping GIFs."""
+"""Sheets and animations of small emoji: labelled rows, enlarged when small, looping GIFs; an
+extension's measurement with its sheet."""
 
 from __future__ import annotations
 
@@ -35,3 +36,12 @@ def write_sheet(uri: str, rows, ncols: int) -> str:
     from emojiray.images import labelled_rows, to_png_bytes
 
     return storage.write_bytes(uri, to_png_bytes(enlarged(labelled_rows(rows, ncols))))
+
+
+def write_measurement(out: str, name: str, record: dict, rows, ncols: int) -> None:
+    """An extension's measurement under ``out``: ``<name>.json`` (the record, made JSON-safe) and
+    ``<name>.png`` (its sheet of labelled rows, :func:`write_sheet`)."""
+    from emojiray.extensions.measures import json_safe
+
+    storage.write_json(storage.join(out, f"{name}.json"), json_safe(record))
+    write_sheet(storage.join(out, f"{name}.png"), rows, ncols)

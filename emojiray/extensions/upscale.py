@@ -43,13 +43,13 @@ from emojiray.data.shards import read_arrays, seeded_subset
 from emojiray.devices import resolve_device
 from emojiray.errors import EmojirayError
 from emojiray.extensions.codes import decode, encode
-from emojiray.extensions.helpers import (RUN_DIR, check_helper_data, fit_helper, helper_schedule, load_helper,
+from emojiray.extensions.helpers import (RUN_DIR, HelperFamily, check_helper_data, fit_helper, load_helper,
                                          publish_model)
 from emojiray.extensions.interface import Extension
 from emojiray.extensions.lookup import load_emoji
 from emojiray.extensions.measures import fid, image_scores, inception_features, json_safe
 from emojiray.extensions.paths import RunPaths
-from emojiray.extensions.sheets import write_sheet
+from emojiray.extensions.sheets import write_measurement, write_sheet
 from emojiray.images import to_model_input
 from emojiray.models import checkpoint as ckpt
 from emojiray.models.upscaler import LowResEncoder
@@ -158,7 +158,7 @@ def _code_accuracy(pred: dict[str, torch.Tensor], true: dict[str, torch.Tensor])
 # -- the family (no Ray) ------------------------------------------------------------------------------
 
 
-class UpscalerFamily:
+class UpscalerFamily(HelperFamily):
     """The low-res encoder as a :mod:`~emojiray.train.harness` family: the code loss (cross-entropy of
     each level's codes, summed), AdamW; the best checkpoint by ``val_psnr`` (the decoded codes).
 
@@ -172,18 +172,12 @@ class UpscalerFamily:
     name = KIND
     score = ("val_psnr", "max")
     batch_key = "upscale.batch_size"  # the config key of the per-worker batch size
+    section = "upscale"
+    _vqvae = None  # loaded on first use (:attr:`vqvae`)
 
-    def __init__(self, cfg: Config, spec: dict[str, Any], device: torch.device | str = "cpu", world: int = 1,
-                 rank: int = 0):
-        uc = cfg.upscale
-        self.cfg, self.spec, self.device = cfg, spec, torch.device(device)
-        self.model = LowResEncoder(int(spec["input_size"]), {lv: tuple(g) for lv, g in spec["grids"].items()},
-                                   spec["codebook_sizes"], channels=uc.channels, res_blocks=uc.res_blocks).to(self.device)
-        self.net = self.model
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=uc.lr, weight_decay=uc.weight_decay)
-        self.schedule, self.steps_per_epoch = helper_schedule(uc, spec["examples"], world, cfg.train.log_every)
-        self.generator = None
-        self._vqvae = None
+    def build(self, uc, spec: dict[str, Any]) -> LowResEncoder:
+        return LowResEncoder(int(spec["input_size"]), {lv: tuple(g) for lv, g in spec["grids"].items()},
+                             spec["codebook_sizes"], channels=uc.channels, res_blocks=uc.res_blocks)
 
     @property
     def vqvae(self):
@@ -384,16 +378,15 @@ def evaluate_upscale(paths: RunPaths, cfg: Config, out: str,
                 "true codes (the ceiling of code prediction, in expectation); fid_ratio < 1 beats bicubic",
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    storage.write_json(storage.join(out, "upscale.json"), json_safe(record))
     show = min(len(images), max(1, ec.examples))
     rows = [(f"low-res {size // factor}px", results["nearest"][:show]), ("bicubic", results["bicubic"][:show]),
             ("upscaler", results["upscaler"][:show]), ("VQ ceiling", results["vq_reconstruction"][:show]),
             ("original", images[:show])]
-    write_sheet(storage.join(out, "upscale.png"), rows, show)
-    m = methods
-    log(f"upscale: {len(images)} held-out images {size // factor} -> {size} px: PSNR upscaler {m['upscaler']['psnr']:.2f} "
-        f"dB vs bicubic {base['psnr']:.2f} (VQ ceiling {m['vq_reconstruction']['psnr']:.2f}); SSIM "
-        f"{m['upscaler']['ssim']:.3f} vs {base['ssim']:.3f}; FID {_fmt(m['upscaler']['fid'])} vs {_fmt(base['fid'])} -> {out}")
+    write_measurement(out, "upscale", record, rows, show)
+    up, ceiling = methods["upscaler"], methods["vq_reconstruction"]
+    log(f"upscale: {len(images)} held-out images {size // factor} -> {size} px: PSNR upscaler {up['psnr']:.2f} "
+        f"dB vs bicubic {base['psnr']:.2f} (VQ ceiling {ceiling['psnr']:.2f}); SSIM "
+        f"{up['ssim']:.3f} vs {base['ssim']:.3f}; FID {_fmt(up['fid'])} vs {_fmt(base['fid'])} -> {out}")
     return record
 
 
