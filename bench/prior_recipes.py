@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import recipe_rows  # noqa: E402
 
-from emojiray.config import load_config  # noqa: E402
+from emojiray.config import get_value, load_config, set_value  # noqa: E402
 from emojiray.data import shards  # noqa: E402
 from emojiray.generate.sample_run import condition_ids  # noqa: E402
 from emojiray.images import from_model_output, grid, to_model_input, to_png_bytes  # noqa: E402
@@ -237,12 +237,12 @@ def reconstructions(args, data: Data) -> dict:
 
 @torch.no_grad()
 def measure(family: PriorFamily, setting: str, args, data: Data, name: str) -> dict:
-    pc = copy.deepcopy(family.cfg.prior)
+    cfg = copy.deepcopy(family.cfg)
     keys = ("temperature", "top_k", "top_p", "choice_temperature", "maskgit_steps", "guidance")
     for key, value in zip(keys, setting.split(",") if setting else []):
         if value.strip():
-            setattr(pc, key, type(getattr(pc, key))(float(value)) if key in ("top_k", "maskgit_steps")
-                    else float(value))
+            set_value(cfg, f"prior.{key}", value.strip())
+    pc = cfg.prior
     gen = torch.Generator().manual_seed(0)
     n, images = args.samples, []
     cond_ids = None
@@ -256,8 +256,7 @@ def measure(family: PriorFamily, setting: str, args, data: Data, name: str) -> d
         images.append(from_model_output(data.vqvae.decode_codes(codes).float()))
     images = np.concatenate(images)
     sample_seconds = time.perf_counter() - t0
-    return {"sampling": setting or "default", "temperature": pc.temperature, "top_k": pc.top_k, "top_p": pc.top_p,
-            "choice_temperature": pc.choice_temperature, "maskgit_steps": pc.maskgit_steps, "guidance": pc.guidance,
+    return {"sampling": setting or "default", **{key: get_value(cfg, f"prior.{key}") for key in keys},
             "samples_per_s": round(n / sample_seconds, 1),
             **score(images, data, args, name, setting.replace(",", "_") or "default")}
 

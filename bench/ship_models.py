@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from emojiray import storage
+from emojiray.config import config_from_dict, get_value, set_value
 from emojiray.images import grid, to_png_bytes
 from emojiray.generate.sample_run import condition_ids
 from emojiray.generate.sampler import PARAMS, Sampler, check_params
@@ -49,8 +50,11 @@ def main() -> None:
         shutil.copyfile(Path(src) / ckpt.WEIGHTS, dst / ckpt.WEIGHTS)
         if kind == "prior":
             meta["vqvae"] = "../vqvae"
-            prior = meta["config"]["prior"]
-            prior.update(check_params({k: type(prior[k])(float(v)) for k, v in sampling.items()}))
+            cfg = config_from_dict(meta["config"])
+            for k, v in sampling.items():
+                set_value(cfg, f"prior.{k}", v)
+            check_params({k: get_value(cfg, f"prior.{k}") for k in sampling})
+            meta["config"] = cfg.to_dict()
         storage.write_text(str(dst / "meta.json"), json.dumps(meta, indent=2) + "\n")
     sampler = Sampler(str(out / "prior"), device="cpu")
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())

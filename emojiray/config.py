@@ -3,7 +3,10 @@
 A value keeps one dotted name from the YAML preset to the module that reads it
 (``data.size`` is ``Config.data.size`` is ``DataConfig.size``). Precedence, lowest first:
 dataclass defaults, the preset (``emojiray/presets/<name>.yaml`` or a path to a YAML file),
-then ``--set`` overrides in the order given.
+then ``--set`` overrides in the order given. Sections nest where one shape serves several owners:
+every training section has an optimiser section (``train.optim``, :class:`OptimConfig`), and each
+kind of prior a section named after it (``prior.maskgit``). Keys of earlier layouts keep working:
+an optimiser key may leave out ``optim.`` and :data:`ALIASES` maps the prior's old flat keys.
 
 Each section documents the range of its values in ``RANGES`` (``"> 0"``, ``">= 1"``, ``"[0, 1)"``,
 ``"{vq, fsq}"``; a list value's range holds for each item). :func:`load_config` checks them all,
@@ -193,18 +196,33 @@ class ModelConfig:
 
 
 @dataclass
+class OptimConfig:
+    """AdamW with a linear warm-up and a cosine decay: the optimiser of every model trained here, a
+    section of its own in each training section (``train.optim``, ``prior.optim``,
+    ``classifier.optim``, ``upscale.optim``). Its keys may be written without ``optim.``
+    (``train.lr`` is ``train.optim.lr``), as they were before the section existed."""
+
+    lr: Float = 3e-4
+    weight_decay: Float = 0.0
+    betas: Items[Float] = field(default_factory=lambda: [0.9, 0.99])
+    warmup_steps: Int = 200  # linear warm-up (-1 = a tenth of the training steps, at most 100)
+    min_lr_ratio: Float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    grad_clip: Float = 1.0  # 0 = off
+
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "lr": "> 0", "weight_decay": ">= 0", "betas": "[0, 1)", "warmup_steps": ">= -1", "min_lr_ratio": "[0, 1]",
+        "grad_clip": ">= 0"
+    }
+
+
+@dataclass
 class TrainConfig:
-    """A training run (VQ-VAE here; priors reuse the optimisation fields)."""
+    """Training the tokenizer (``emojiray train-vqvae``)."""
 
     epochs: Int = 10
     max_seconds: Float = 0.0  # stop after this much training time (0 = no limit)
     batch_size: Int = 128  # per worker
-    lr: Float = 3e-4
-    weight_decay: Float = 0.0
-    betas: Items[Float] = field(default_factory=lambda: [0.9, 0.99])
-    warmup_steps: Int = 200
-    min_lr_ratio: Float = 0.1  # cosine decay ends at lr * min_lr_ratio
-    grad_clip: Float = 1.0  # 0 = off
+    optim: OptimConfig = field(default_factory=OptimConfig)
     # bf16 autocast on GPU, and for training steps on a CPU with native bf16 (AVX512-BF16/AMX): on such a
     # 2-core CPU the tokenizer trains 1.24-1.60x the images/s with a better PSNR after the same time
     # (results/bench/cpu_bf16.md), a prior 1.2-1.6x (results/cpu/prior_step_cost.txt) with 4.43 instead of
@@ -227,11 +245,10 @@ class TrainConfig:
     adv_adaptive: bool = True  # scale the adversarial gradient to the reconstruction's (times adv_weight)
     disc_channels: Int = 64  # the discriminator's first conv (doubling per layer, at most 8x)
     disc_layers: Int = 3  # strided 4x4 convs: 32 px -> a 4x4 grid of patch logits
-    disc_lr: Float = 0.0  # the discriminator's learning rate (0 = train.lr), constant, Adam betas (0.5, 0.9)
+    disc_lr: Float = 0.0  # the discriminator's learning rate (0 = train.optim.lr), constant, Adam betas (0.5, 0.9)
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
-        "epochs": ">= 1", "max_seconds": ">= 0", "batch_size": ">= 1", "lr": "> 0", "weight_decay": ">= 0",
-        "betas": "[0, 1)", "warmup_steps": ">= 0", "min_lr_ratio": "[0, 1]", "grad_clip": ">= 0", "seed": ">= 0",
+        "epochs": ">= 1", "max_seconds": ">= 0", "batch_size": ">= 1", "seed": ">= 0",
         "max_failures": ">= 0", "report_every_s": ">= 0", "log_every": ">= 1", "image_every": ">= 0",
         "eval_batches": ">= 0", "adv_weight": ">= 0", "adv_start_step": ">= 0", "disc_channels": ">= 1",
         "disc_layers": ">= 1", "disc_lr": ">= 0"
@@ -239,27 +256,64 @@ class TrainConfig:
 
 
 @dataclass
+class TransformerConfig:
+    """The autoregressive transformer prior (``prior.kind: transformer``, ``prior.transformer.*``)."""
+
+    dim: Int = 256  # width
+    layers: Int = 8
+    heads: Int = 8
+    dropout: Float = 0.1
+
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "dim": ">= 1", "layers": ">= 1", "heads": ">= 1", "dropout": "[0, 1)"
+    }
+
+
+@dataclass
+class MaskGITConfig(TransformerConfig):
+    """MaskGIT (``prior.kind: maskgit``, ``prior.maskgit.*``): a bidirectional transformer of the same
+    shape, decoded in parallel steps."""
+
+    steps: Int = 12  # parallel decoding steps
+    # the choice temperature: Gumbel noise of this scale on the confidences that pick which predictions
+    # to keep, annealed linearly to 0 over the steps (Chang et al. 2022 use 4.5)
+    choice_temperature: Float = 4.5
+    # label smoothing of the training loss (Chang et al. 2022 use 0.1); the AR priors train on the plain
+    # likelihood they are measured by; validation NLL is always plain
+    label_smoothing: Float = 0.1
+
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        **TransformerConfig.RANGES, "steps": ">= 1", "choice_temperature": ">= 0", "label_smoothing": "[0, 1)"
+    }
+
+
+@dataclass
+class PixelSNAILConfig:
+    """PixelSNAIL (``prior.kind: pixelsnail``, ``prior.pixelsnail.*``)."""
+
+    channels: Int = 128
+    blocks: Int = 4  # gated residual stack + causal attention
+    res_per_block: Int = 2
+    heads: Int = 4  # attention heads
+    dropout: Float = 0.1
+
+    RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
+        "channels": ">= 1", "blocks": ">= 1", "res_per_block": ">= 1", "heads": ">= 1", "dropout": "[0, 1)"
+    }
+
+
+@dataclass
 class PriorConfig:
-    """A prior over VQ codes (`emojiray train-prior`) and how it samples."""
+    """A prior over VQ codes (`emojiray train-prior`) and how it samples: what every kind shares, and
+    one section per built-in kind, named after it, for its model (``prior.maskgit.steps``)."""
 
     kind: Str = "transformer"  # a name in emojiray.registry.PRIORS: pixelsnail | transformer | maskgit
     condition: Str = "none"  # none | emotion | category | vendor
     cond_dropout: Float = 0.1  # share of training examples seen without their condition (for CFG)
     mirror: bool = False  # extract-codes adds the codes of the training images flipped left to right
-    dim: Int = 256  # transformer width
-    layers: Int = 8
-    heads: Int = 8
-    dropout: Float = 0.1
-    channels: Int = 128  # PixelSNAIL channels
-    blocks: Int = 4  # PixelSNAIL blocks (gated residual stack + attention)
-    res_per_block: Int = 2
-    maskgit_steps: Int = 12  # parallel decoding steps
-    # MaskGIT's choice temperature: Gumbel noise of this scale on the confidences that pick which
-    # predictions to keep, annealed linearly to 0 over the steps (Chang et al. 2022 use 4.5)
-    choice_temperature: Float = 4.5
-    # label smoothing of MaskGIT's training loss (Chang et al. 2022 use 0.1); the AR priors (transformer,
-    # pixelsnail) train on the plain likelihood they are measured by; validation NLL is always plain
-    label_smoothing: Float = 0.1
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    maskgit: MaskGITConfig = field(default_factory=MaskGITConfig)
+    pixelsnail: PixelSNAILConfig = field(default_factory=PixelSNAILConfig)
     temperature: Float = 1.0
     top_k: Int = 0
     top_p: Float = 1.0
@@ -267,19 +321,37 @@ class PriorConfig:
     epochs: Int = 20
     max_seconds: Float = 0.0  # stop after this much training time (0 = no limit)
     batch_size: Int = 64
-    lr: Float = 3e-4
-    weight_decay: Float = 0.01
-    warmup_steps: Int = 100
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(weight_decay=0.01, betas=[0.9, 0.95],
+                                                                   warmup_steps=100))
     sheet_samples: Int = 32  # samples in the sheet written after training
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
-        "kind": PRIORS, "condition": one_of(CONDITIONS), "cond_dropout": "[0, 1)", "dim": ">= 1",
-        "layers": ">= 1", "heads": ">= 1", "dropout": "[0, 1)", "channels": ">= 1", "blocks": ">= 1",
-        "res_per_block": ">= 1", "maskgit_steps": ">= 1", "choice_temperature": ">= 0", "label_smoothing": "[0, 1)",
-        "temperature": ">= 0", "top_k": ">= 0", "top_p": "(0, 1]", "guidance": ">= 0", "epochs": ">= 1",
-        "max_seconds": ">= 0", "batch_size": ">= 1", "lr": "> 0", "weight_decay": ">= 0", "warmup_steps": ">= 0",
-        "sheet_samples": ">= 0"
+        "kind": PRIORS, "condition": one_of(CONDITIONS), "cond_dropout": "[0, 1)", "temperature": ">= 0",
+        "top_k": ">= 0", "top_p": "(0, 1]", "guidance": ">= 0", "epochs": ">= 1", "max_seconds": ">= 0",
+        "batch_size": ">= 1", "sheet_samples": ">= 0"
     }
+
+
+def _half(heads: Any) -> Any:
+    return max(1, heads // 2) if isinstance(heads, int) and not isinstance(heads, bool) else heads
+
+
+# Keys from before the prior's per-kind sections, still read (users' --set lines, presets and the
+# meta.json of checkpoints written then): each sets the keys it stands for now, through the function
+# beside a key where the meaning changed (PixelSNAIL used half of prior.heads).
+ALIASES: dict[str, tuple[tuple[str, Any], ...]] = {
+    "prior.dim": (("prior.transformer.dim", None), ("prior.maskgit.dim", None)),
+    "prior.layers": (("prior.transformer.layers", None), ("prior.maskgit.layers", None)),
+    "prior.heads": (("prior.transformer.heads", None), ("prior.maskgit.heads", None), ("prior.pixelsnail.heads", _half)),
+    "prior.dropout": (("prior.transformer.dropout", None), ("prior.maskgit.dropout", None),
+                      ("prior.pixelsnail.dropout", None)),
+    "prior.channels": (("prior.pixelsnail.channels", None),),
+    "prior.blocks": (("prior.pixelsnail.blocks", None),),
+    "prior.res_per_block": (("prior.pixelsnail.res_per_block", None),),
+    "prior.maskgit_steps": (("prior.maskgit.steps", None),),
+    "prior.choice_temperature": (("prior.maskgit.choice_temperature", None),),
+    "prior.label_smoothing": (("prior.maskgit.label_smoothing", None),),
+}
 
 
 @dataclass
@@ -372,6 +444,11 @@ class ExtensionsConfig:
     }
 
 
+def _helper_optim(lr: float) -> OptimConfig:
+    """The helper models' optimiser: PyTorch's AdamW betas, a short warm-up, decay to 5 %."""
+    return OptimConfig(lr=lr, weight_decay=1.0e-4, betas=[0.9, 0.999], warmup_steps=-1, min_lr_ratio=0.05)
+
+
 @dataclass
 class ClassifierConfig:
     """The emoji classifier (pure PyTorch CNN, one head per label) behind agreement and Inception Score."""
@@ -381,13 +458,12 @@ class ClassifierConfig:
     epochs: Int = 30
     max_seconds: Float = 0.0  # stop after this much training time (0 = no limit)
     batch_size: Int = 128
-    lr: Float = 2.0e-3
-    weight_decay: Float = 1.0e-4
+    optim: OptimConfig = field(default_factory=lambda: _helper_optim(lr=2.0e-3))
     is_splits: Int = 10  # Inception Score splits (fewer when a set is small)
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "labels": one_of(LABELS), "channels": ">= 1", "epochs": ">= 1", "max_seconds": ">= 0", "batch_size": ">= 1",
-        "lr": "> 0", "weight_decay": ">= 0", "is_splits": ">= 1"
+        "is_splits": ">= 1"
     }
 
 
@@ -429,12 +505,11 @@ class UpscaleConfig:
     epochs: Int = 30
     max_seconds: Float = 0.0
     batch_size: Int = 128
-    lr: Float = 1.0e-3
-    weight_decay: Float = 1.0e-4
+    optim: OptimConfig = field(default_factory=lambda: _helper_optim(lr=1.0e-3))
 
     RANGES: ClassVar[dict[str, str]] = {  # allowed values (see validate)
         "factor": ">= 2", "channels": ">= 1", "res_blocks": ">= 0", "epochs": ">= 1", "max_seconds": ">= 0",
-        "batch_size": ">= 1", "lr": "> 0", "weight_decay": ">= 0"
+        "batch_size": ">= 1"
     }
 
 
@@ -493,14 +568,14 @@ def available_presets() -> list[str]:
 def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Build a Config from defaults, a preset (name or YAML path) and ``key=value`` overrides;
     every value is read by its field's type and checked against its documented range (:func:`validate`)."""
-    tree: dict[str, Any] = {}
-    if preset:
-        _merge(tree, _read_preset(preset), Config)
+    tree = Config().to_dict()  # every default given: a section's own defaults hold for the keys not set
+    for key, value in _flatten(_read_preset(preset) if preset else {}):
+        _put(tree, key, value)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise EmojirayError(f"bad override {item!r}: expected key=value, e.g. data.size=32")
-        _put(tree, key.strip(), raw.strip(), Config)
+        _put(tree, key.strip(), raw.strip())
     return validate(_read(Config, tree))
 
 
@@ -531,15 +606,25 @@ def range_text(spec: str | Registry) -> str:
 def validate(cfg: Config) -> Config:
     """Check every value against its section's RANGES; one line naming the key, the value and the
     range for the first that is outside."""
-    for section in dataclasses.fields(cfg):
-        validate_section(section.name, getattr(cfg, section.name))
+    for name, section in sections(cfg):
+        validate_section(name, section)
     return cfg
+
+
+def sections(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted name, section) of every section below a config, nested ones (``train.optim``) too."""
+    out = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out += [(f"{prefix}{f.name}", value), *sections(value, f"{prefix}{f.name}.")]
+    return out
 
 
 def validate_section(name: str, values: Any) -> None:
     """One section's values against its RANGES (``name`` is its key in Config, e.g. "data"), then
     the section's own ``check()`` of what spans several keys, if it has one."""
-    for key, spec in type(values).RANGES.items():
+    for key, spec in getattr(type(values), "RANGES", {}).items():
         value = getattr(values, key)
         items = value if isinstance(value, (list, tuple)) else [value]
         items = [x for item in items for x in (item if isinstance(item, (list, tuple)) else [item])]
@@ -571,38 +656,65 @@ def _read_preset(preset: str) -> dict[str, Any]:
     return data
 
 
-def _merge(tree: dict[str, Any], mapping: dict[str, Any], cls: type, prefix: str = "") -> None:
-    """Put a preset's nested mapping into ``tree``, checking each key against the dataclass ``cls``."""
+def _flatten(mapping: dict[str, Any], prefix: str = "", known_only: bool = False) -> list[tuple[str, Any]]:
+    """A preset's nested mapping as (dotted key, value) pairs, walking the mappings of sections;
+    ``known_only`` leaves out the keys this version does not know instead of refusing them."""
+    pairs = []
     for key, value in mapping.items():
-        key = str(key)
-        section = _field_type(cls, key, f"{prefix}{key}")
-        if isinstance(value, dict) and dataclasses.is_dataclass(section):
-            _merge(tree.setdefault(key, {}), value, section, f"{prefix}{key}.")
+        dotted = f"{prefix}{key}"
+        try:
+            typ = _targets(dotted, sections_too=True)[0][1]
+        except EmojirayError:
+            if known_only:
+                continue
+            raise
+        if isinstance(value, dict) and dataclasses.is_dataclass(typ):
+            pairs += _flatten(value, f"{dotted}.", known_only)
         else:
-            _put(tree, key, value, cls, prefix)
+            pairs.append((dotted, value))
+    return pairs
 
 
-def _put(tree: dict[str, Any], key: str, value: Any, cls: type, prefix: str = "") -> None:
-    """Put one dotted key's value into ``tree``: every part must name a field of ``cls`` and its
-    sections, and the last one a value, not a section."""
-    *parents, leaf = key.split(".")
-    for part in parents:
-        cls = _field_type(cls, part, f"{prefix}{part}")
-        prefix = f"{prefix}{part}."
-        if not dataclasses.is_dataclass(cls):
-            raise EmojirayError(f"config key '{prefix}{leaf}': {prefix[:-1]!r} is not a section")
-        tree = tree.setdefault(part, {})
-    if dataclasses.is_dataclass(_field_type(cls, leaf, f"{prefix}{leaf}")):
-        raise EmojirayError(f"config key '{prefix}{leaf}' is a section; set one of its fields instead")
-    tree[leaf] = value
+def _put(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Put one dotted key's value into a tree of sections under its full name (under each name an
+    alias stands for)."""
+    for canonical, typ, convert in _targets(key):
+        *parents, leaf = canonical.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = convert(_read(typ, value, canonical)) if convert else value
 
 
-def _field_type(cls: type, name: str, dotted: str) -> Any:
-    """The declared type of field ``name`` of the dataclass ``cls`` (annotations kept)."""
-    hints = _hints(cls)
-    if name not in hints:
-        raise EmojirayError(f"unknown config key {dotted!r} (known here: {', '.join(hints)})")
-    return hints[name]
+def _targets(key: str, cls: type | None = None, sections_too: bool = False) -> list[tuple[str, Any, Any]]:
+    """(full dotted name, declared type, value conversion or None) of each field ``key`` sets: one,
+    or those an alias (ALIASES) stands for; unless ``sections_too``, a key must name a value."""
+    if (cls or Config) is Config and key in ALIASES:
+        targets = [(*_resolve(target), convert) for target, convert in ALIASES[key]]
+    else:
+        targets = [(*_resolve(key, cls), None)]
+    if dataclasses.is_dataclass(targets[0][1]) and not sections_too:
+        raise EmojirayError(f"config key {key!r} is a section; set one of its fields instead")
+    return targets
+
+
+def _resolve(key: str, cls: type | None = None) -> tuple[str, Any]:
+    """The full dotted name of ``key`` and its field's declared type, every part checked against the
+    dataclasses; a training section's optimiser keys may leave out ``optim.`` (``train.lr``)."""
+    parts: list[str] = []
+    typ: Any = cls or Config
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(typ):
+            raise EmojirayError(f"config key {key!r}: {'.'.join(parts)!r} is not a section")
+        hints = _hints(typ)
+        if part not in hints and "optim" in hints and part in _hints(OptimConfig):
+            parts.append("optim")
+            hints = _hints(OptimConfig)
+        if part not in hints:
+            raise EmojirayError(f"unknown config key {'.'.join([*parts, part])!r} (known here: {', '.join(hints)})")
+        parts.append(part)
+        typ = hints[part]
+    return ".".join(parts), typ
 
 
 @functools.cache
@@ -648,12 +760,24 @@ def _type_name(typ: Any) -> str:
     return getattr(typ, "__name__", str(typ))
 
 
+def get_value(cfg: Any, key: str) -> Any:
+    """The value of one dotted key (``train.lr``) of a config (an alias: its first field's; a section
+    key: the section)."""
+    return functools.reduce(getattr, _targets(key, type(cfg), sections_too=True)[0][0].split("."), cfg)
+
+
 def set_value(cfg: Any, key: str, value: Any) -> None:
     """Set one dotted key (``data.size``) of a config in place, the value read by the field's type."""
-    _put({}, key, value, type(cfg))
-    *parents, leaf = key.split(".")
-    section = functools.reduce(getattr, parents, cfg)
-    setattr(section, leaf, _read(_hints(type(section))[leaf], value, key))
+    for canonical, typ, convert in _targets(key, type(cfg)):
+        *parents, leaf = canonical.split(".")
+        checked = _read(typ, value, canonical)
+        setattr(functools.reduce(getattr, parents, cfg), leaf, convert(checked) if convert else checked)
+
+
+def range_of(key: str) -> str | Registry:
+    """The RANGES entry of one dotted key (an alias: its first field's)."""
+    *parents, leaf = _targets(key)[0][0].split(".")
+    return getattr(functools.reduce(getattr, parents, Config()), "RANGES")[leaf]
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -661,11 +785,10 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
     Keys this version does not know are ignored, so older checkpoints keep loading.
     """
-    tree = {}
-    for name, values in (data or {}).items():
-        section = _hints(Config).get(name)
-        if isinstance(values, dict) and section is not None:
-            tree[name] = {k: v for k, v in values.items() if k in _hints(section)}
+    tree = Config().to_dict()
+    sections_only = {k: v for k, v in (data or {}).items() if isinstance(v, dict)}
+    for key, value in _flatten(sections_only, known_only=True):
+        _put(tree, key, value)
     return _read(Config, tree)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from emojiray.config import Config, DataConfig, ModelConfig, PriorConfig
+from emojiray.config import Config, DataConfig, ModelConfig, set_value
 from emojiray.models import build_vqvae
 from emojiray.models.codes import CodeLayout
 from emojiray.models.prior import build_prior
@@ -16,6 +16,13 @@ TINY_VQ = ModelConfig(channels=16, res_blocks=1, res_channels=8, codebook_size=[
 EMOTIONS = ["happy", "sad", "none"]
 VOCAB = {"emotion": EMOTIONS, "category": ["a"], "vendor": ["google", "twitter"]}
 COUNTS = {"emotion": [6, 3, 1], "category": [4], "vendor": [5, 5]}
+
+
+def set_keys(cfg: Config, section: str, **values) -> Config:
+    """``cfg`` with ``section.key=value`` set for each keyword, as ``--set`` would (``train.lr`` included)."""
+    for key, value in values.items():
+        set_value(cfg, f"{section}.{key}", value)
+    return cfg
 
 
 def tiny_pair(root: Path, kind: str = "transformer", condition: str = "emotion", size: int = 32,
@@ -32,8 +39,8 @@ def tiny_pair(root: Path, kind: str = "transformer", condition: str = "emotion",
     grids = vq.grid_sizes(size)
     sizes = {lv: q.K for lv, q in vq.quantizers.items()}
     layout = CodeLayout.from_dicts(vq.levels, grids, sizes)
-    pcfg = Config(prior=PriorConfig(kind=kind, condition=condition, dim=32, layers=1, heads=2, channels=16,
-                                    blocks=1, res_per_block=1, dropout=0.0, maskgit_steps=4))
+    pcfg = set_keys(Config(), "prior", kind=kind, condition=condition, dim=32, layers=1, heads=2, channels=16,
+                    blocks=1, res_per_block=1, dropout=0.0, maskgit_steps=4)
     n_classes = len(VOCAB[condition]) if condition != "none" else 0
     prior = build_prior(pcfg.prior, layout, n_classes)
     prior_dir = Path(root) / f"prior-{kind}-{condition}-{vq_dir.name}"

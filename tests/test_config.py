@@ -11,8 +11,11 @@ from emojiray.config import (
     DataConfig,
     RayConfig,
     available_presets,
+    config_from_dict,
     dump_yaml,
+    get_value,
     load_config,
+    sections,
     set_value,
 )
 from emojiray.errors import EmojirayError
@@ -331,11 +334,13 @@ def test_errors_leave_no_partial_state():
 def test_config_field_types_are_all_supported():
     # Every field of every section accepts its own default given back as a string.
     cfg = Config()
-    for section in dataclasses.fields(cfg):
-        for f in dataclasses.fields(getattr(cfg, section.name)):
-            value = getattr(getattr(cfg, section.name), f.name)
-            out = load_config(None, [f"{section.name}.{f.name}={value}"])
-            assert getattr(getattr(out, section.name), f.name) == value
+    for name, section in sections(cfg):
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if dataclasses.is_dataclass(value):
+                continue  # a nested section (train.optim): its own fields are in sections() too
+            out = load_config(None, [f"{name}.{f.name}={value}"])
+            assert get_value(out, f"{name}.{f.name}") == value
 
 
 # --- regressions of bugs found while writing these tests ---------------------------------
@@ -351,3 +356,85 @@ def test_preset_file_non_string_key(tmp_path, text):
 @pytest.mark.parametrize("raw", ["15.10", "on", "0x10"])
 def test_override_str_field_keeps_raw_text(raw):
     assert load_config(None, [f"data.npm_version={raw}"]).data.npm_version == raw
+
+
+# --- the optimiser section of each training section --------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["train.lr", "train.optim.lr"])
+def test_optimiser_keys_with_or_without_the_section_name(key):
+    cfg = load_config(None, [f"{key}=2e-3", "prior.weight_decay=0.5", "classifier.optim.warmup_steps=7"])
+    assert cfg.train.optim.lr == 2e-3 and cfg.prior.optim.weight_decay == 0.5
+    assert cfg.classifier.optim.warmup_steps == 7
+    assert get_value(cfg, "train.lr") == 2e-3
+
+
+def test_optimiser_keys_in_a_preset_file_either_way(tmp_path):
+    p = tmp_path / "o.yaml"
+    p.write_text("train:\n  lr: 1.0e-3\n  optim:\n    betas: [0.8, 0.9]\nupscale:\n  weight_decay: 0\n")
+    cfg = load_config(str(p))
+    assert cfg.train.optim.lr == 1e-3 and cfg.train.optim.betas == [0.8, 0.9]
+    assert cfg.upscale.optim.weight_decay == 0.0 and cfg.upscale.optim.lr == 1e-3  # the rest keeps its default
+
+
+def test_each_training_section_keeps_its_own_optimiser_defaults():
+    cfg = Config()
+    assert cfg.train.optim.betas == [0.9, 0.99] and cfg.train.optim.weight_decay == 0.0
+    assert cfg.prior.optim.betas == [0.9, 0.95] and cfg.prior.optim.weight_decay == 0.01
+    assert cfg.classifier.optim.lr == 2e-3 and cfg.classifier.optim.warmup_steps == -1
+    assert cfg.upscale.optim.lr == 1e-3 and cfg.upscale.optim.min_lr_ratio == 0.05
+    cfg.train.optim.lr = 1.0
+    assert Config().train.optim.lr == 3e-4 and cfg.prior.optim.lr == 3e-4
+
+
+def test_optimiser_errors_name_the_full_key():
+    assert "'train.optim.lr' is -0.1: must be > 0" in _error(overrides=["train.lr=-0.1"])
+    assert "train.optim.nope" in _error(overrides=["train.optim.nope=1"])
+    assert "section" in _error(overrides=["prior.optim=1"])
+
+
+def test_config_from_dict_reads_the_layout_before_the_optimiser_section():
+    # a checkpoint's meta.json written before train.optim existed
+    old = {"train": {"lr": 2e-3, "betas": [0.8, 0.9], "epochs": 3}, "prior": {"lr": 1e-3, "warmup_steps": 5},
+           "classifier": {"weight_decay": 0.5}, "gone": {"x": 1}, "model": {"removed_key": 1}}
+    cfg = config_from_dict(old)
+    assert cfg.train.optim.lr == 2e-3 and cfg.train.optim.betas == [0.8, 0.9] and cfg.train.epochs == 3
+    assert cfg.prior.optim.lr == 1e-3 and cfg.prior.optim.warmup_steps == 5
+    assert cfg.classifier.optim.weight_decay == 0.5
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+# --- the prior: what every kind shares, and a section per kind ---------------------------------
+
+
+def test_each_prior_kind_has_its_own_section():
+    cfg = load_config(None, ["prior.transformer.dim=96", "prior.maskgit.steps=5", "prior.pixelsnail.blocks=2"])
+    assert cfg.prior.transformer.dim == 96 and cfg.prior.maskgit.dim == 256  # the sections are apart
+    assert cfg.prior.maskgit.steps == 5 and cfg.prior.pixelsnail.blocks == 2
+    assert "'prior.maskgit.steps' is 0" in _error(overrides=["prior.maskgit.steps=0"])
+    assert "prior.transformer.steps" in _error(overrides=["prior.transformer.steps=3"])
+
+
+def test_prior_keys_from_before_the_sections_set_what_they_stand_for():
+    cfg = load_config(None, ["prior.dim=96", "prior.heads=6", "prior.maskgit_steps=5", "prior.channels=24",
+                             "prior.dropout=0.2", "prior.label_smoothing=0.05"])
+    assert cfg.prior.transformer.dim == cfg.prior.maskgit.dim == 96
+    assert cfg.prior.transformer.heads == cfg.prior.maskgit.heads == 6
+    assert cfg.prior.pixelsnail.heads == 3  # PixelSNAIL used half of prior.heads
+    assert cfg.prior.maskgit.steps == 5 and cfg.prior.pixelsnail.channels == 24
+    assert cfg.prior.transformer.dropout == cfg.prior.maskgit.dropout == cfg.prior.pixelsnail.dropout == 0.2
+    assert cfg.prior.maskgit.label_smoothing == 0.05
+    assert get_value(cfg, "prior.maskgit_steps") == 5
+    assert "prior.transformer.dim" in _error(overrides=["prior.dim=abc"])
+    set_value(cfg, "prior.layers", 3)
+    assert cfg.prior.transformer.layers == cfg.prior.maskgit.layers == 3
+
+
+def test_a_checkpoint_config_from_before_the_prior_sections_loads():
+    old = {"prior": {"kind": "pixelsnail", "dim": 64, "layers": 2, "heads": 4, "dropout": 0.0, "channels": 32,
+                     "blocks": 1, "res_per_block": 1, "maskgit_steps": 8, "choice_temperature": 2.0,
+                     "label_smoothing": 0.0, "lr": 1e-3, "guidance": 2.0}}
+    p = config_from_dict(old).prior
+    assert (p.pixelsnail.channels, p.pixelsnail.blocks, p.pixelsnail.res_per_block, p.pixelsnail.heads) == (32, 1, 1, 2)
+    assert p.transformer.dim == p.maskgit.dim == 64 and p.maskgit.steps == 8 and p.maskgit.choice_temperature == 2.0
+    assert p.maskgit.label_smoothing == 0.0 and p.optim.lr == 1e-3 and p.guidance == 2.0

@@ -240,7 +240,7 @@ def test_results_of_other_inputs_are_not_replaced_without_force(world, capsys, r
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.lr=-0.1", r"config key 'train\.lr' is -0\.1: must be > 0$"),
+    ("train.lr=-0.1", r"config key 'train\.optim\.lr' is -0\.1: must be > 0$"),
     ("train.batch_size=0", r"config key 'train\.batch_size' is 0: must be >= 1$"),
     ("train.epochs=-1", r"config key 'train\.epochs' is -1: must be >= 1$"),
     ("ray.num_cpus=-1", r"config key 'ray\.num_cpus' is -1: must be >= 0$"),

@@ -13,17 +13,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import dataclasses
-
-    from emojiray.config import dump_yaml, range_text
+    from emojiray.config import dump_yaml, range_text, sections
 
     cfg = config_from_args(args)
     if not args.ranges:
         print(dump_yaml(cfg), end="")
         return 0
-    for section in dataclasses.fields(cfg):
-        values = getattr(cfg, section.name)
+    for name, values in sections(cfg):
         for key, spec in type(values).RANGES.items():
             item = " (each item)" if isinstance(getattr(values, key), (list, tuple)) else ""
-            print(f"{section.name}.{key}: {range_text(spec)}{item}")
+            print(f"{name}.{key}: {range_text(spec)}{item}")
     return 0

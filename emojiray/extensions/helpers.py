@@ -10,29 +10,19 @@ import torch
 from emojiray import storage
 from emojiray.errors import EmojirayError
 from emojiray.extensions.measures import json_safe
+from emojiray.train import harness
 
 
 RUN_DIR = "train"  # in a helper model's folder: its Ray Train run (ray/, tensorboard/, the exported model)
 
 
-def helper_schedule(section, examples: int, world: int = 1, log_every: int = 50):
-    """(Schedule, steps per epoch) of a helper model from its config section (``classifier``,
-    ``upscale``): warm-up over a tenth of the steps (at most 100), cosine decay to 5 % of the
-    learning rate, gradient clipping at 1, the section's time budget, a validation every epoch."""
-    from emojiray.train import harness
-
-    steps = max(1, examples // (section.batch_size * world))
-    total = section.epochs * steps
-    return harness.Schedule(epochs=section.epochs, batch_size=section.batch_size, lr=section.lr,
-                            warmup_steps=min(100, total // 10), min_lr_ratio=0.05, grad_clip=1.0,
-                            max_seconds=section.max_seconds, report_every_s=0, log_every=log_every), steps
-
-
 class HelperFamily:
     """What the helper models' :mod:`~emojiray.train.harness` families share: the model (built by
     :meth:`build` from the family's config ``section``) on the device, trained as it is (``net``), AdamW
-    with the section's learning rate and weight decay, the :func:`helper_schedule` of the section, and
-    no random stream of their own unless a family sets ``generator``."""
+    and the schedule of the section's optimiser (``classifier.optim``, ``upscale.optim``: a warm-up over a
+    tenth of the steps, at most 100, cosine decay to 5 % of the learning rate, clipping at 1), its time
+    budget and a validation every epoch, and no random stream of their own unless a family sets
+    ``generator``."""
 
     section = ""  # the family's config section: "classifier", "upscale"
 
@@ -41,8 +31,11 @@ class HelperFamily:
         self.cfg, self.spec, self.device = cfg, spec, torch.device(device)
         self.model = self.build(sc, spec).to(self.device)
         self.net = self.model
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
-        self.schedule, self.steps_per_epoch = helper_schedule(sc, spec["examples"], world, cfg.train.log_every)
+        self.opt = harness.optimiser(self.model, sc.optim)
+        self.steps_per_epoch = max(1, spec["examples"] // (sc.batch_size * world))
+        self.schedule = harness.schedule(sc.optim, epochs=sc.epochs, batch_size=sc.batch_size,
+                                         steps_per_epoch=self.steps_per_epoch, max_seconds=sc.max_seconds,
+                                         report_every_s=0, log_every=cfg.train.log_every)
         self.generator = None
 
     def build(self, section, spec: dict[str, Any]):

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emojiray import storage
-from emojiray.config import PriorConfig
+from emojiray.config import MaskGITConfig
 from emojiray.errors import EmojirayError
 
 FORMAT = "emojiray-samples"
@@ -127,7 +127,7 @@ def samples_table(start: int, images: np.ndarray, codes: dict[str, np.ndarray], 
     cols["top_p"] = pa.array(np.full(n, params["top_p"], dtype=np.float32))
     cols["guidance"] = pa.array(np.full(n, params["guidance"], dtype=np.float32))
     cols["maskgit_steps"] = pa.array(np.full(n, params["maskgit_steps"], dtype=np.int16))
-    choice = params.get("choice_temperature", PriorConfig.choice_temperature)  # MaskGIT only; plans before it had none
+    choice = params.get("choice_temperature", MaskGITConfig.choice_temperature)  # MaskGIT only; plans before it had none
     cols["choice_temperature"] = pa.array(np.full(n, choice, dtype=np.float32))
     return pa.table(cols)
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from emojiray import storage
-from emojiray.config import PriorConfig, config_from_dict, range_text, within
+from emojiray.config import config_from_dict, get_value, range_of, range_text, set_value, within
 from emojiray.errors import EmojirayError
 from emojiray.images import from_model_output, grid, to_png_bytes
 from emojiray.models.codes import CodeLayout
@@ -17,7 +17,8 @@ from emojiray.models.prior import build_prior, sample_codes
 from emojiray.models import checkpoint as ckpt
 from emojiray.registry import PRIORS
 
-# Sampling parameters a run may override, with the prior config field each one sets.
+# Sampling parameters a run may override; each sets the config key ``prior.<name>`` (maskgit_steps and
+# choice_temperature by their aliases: prior.maskgit.steps, prior.maskgit.choice_temperature).
 PARAMS = ("temperature", "top_k", "top_p", "guidance", "maskgit_steps", "choice_temperature")
 
 
@@ -27,8 +28,8 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise EmojirayError(f"unknown sampling parameter(s) {', '.join(sorted(unknown))}: use {', '.join(PARAMS)}")
     for key, value in params.items():  # the ranges of the prior config fields they set (finite numbers)
-        if not within(value, PriorConfig.RANGES[key]):
-            raise EmojirayError(f"{key} must be {range_text(PriorConfig.RANGES[key])}, got {value}")
+        if not within(value, range_of(f"prior.{key}")):
+            raise EmojirayError(f"{key} must be {range_text(range_of(f'prior.{key}'))}, got {value}")
     return dict(params)
 
 
@@ -104,7 +105,7 @@ class Sampler:
 
     def params(self, **overrides: Any) -> dict[str, Any]:
         """The prior's sampling parameters with ``overrides`` applied (None = keep)."""
-        p = {k: getattr(self.cfg.prior, k) for k in PARAMS}
+        p = {k: get_value(self.cfg, f"prior.{k}") for k in PARAMS}
         p.update({k: v for k, v in overrides.items() if v is not None})
         if self.condition_name == "none" and overrides.get("guidance") not in (None, 1, 1.0):
             raise EmojirayError(f"guidance {overrides['guidance']} needs a conditional prior: this one was trained "
@@ -124,9 +125,10 @@ class Sampler:
         ``cond`` is (n,) class ids (the null class ``n_classes`` = unconditional) or None.
         All randomness comes from ``generator``, so a seed fixes the result on a given device.
         """
-        pcfg = config_from_dict({"prior": self.cfg.to_dict()["prior"]}).prior
+        cfg = config_from_dict({"prior": self.cfg.to_dict()["prior"]})
         for k, v in check_params(params).items():
-            setattr(pcfg, k, v)
+            set_value(cfg, f"prior.{k}", v)
+        pcfg = cfg.prior
         images, codes = [], {lv: [] for lv in self.layout.levels}
         for start in range(0, n, batch_size):
             m = min(batch_size, n - start)

@@ -127,7 +127,8 @@ class MaskGIT(nn.Module):
 
 
 def _build(cfg, layout: CodeLayout, n_classes: int) -> MaskGIT:
-    return MaskGIT(layout, n_classes, cfg.dim, cfg.layers, cfg.heads, cfg.dropout)
+    s = cfg.maskgit  # prior.maskgit: the network's shape, and its decoding (steps, choice_temperature)
+    return MaskGIT(layout, n_classes, s.dim, s.layers, s.heads, s.dropout)
 
 
 def _loss(model, layout: CodeLayout, codes, cond, generator=None, smoothing: float = 0.0):
@@ -139,8 +140,9 @@ def _loss(model, layout: CodeLayout, codes, cond, generator=None, smoothing: flo
 
 
 def _sample(model, layout: CodeLayout, n: int, cond, cfg, generator=None):
-    return layout.unflatten(model.generate(n, cond, steps=cfg.maskgit_steps, choice_temperature=cfg.choice_temperature,
+    return layout.unflatten(model.generate(n, cond, steps=cfg.maskgit.steps,
+                                           choice_temperature=cfg.maskgit.choice_temperature,
                                            **sampling_kwargs(cfg, generator)))
 
 
-PRIOR = PriorKind(build=_build, loss=_loss, sample=_sample, smoothed=True, fills_masks=True)
+PRIOR = PriorKind(build=_build, loss=_loss, sample=_sample, fills_masks=True)

@@ -180,9 +180,8 @@ class HierarchicalPixelSNAIL(nn.Module):
 
 def _build(cfg, layout: CodeLayout, n_classes: int) -> HierarchicalPixelSNAIL:
     return HierarchicalPixelSNAIL(layout.levels, dict(zip(layout.levels, layout.grids)),
-                                  dict(zip(layout.levels, layout.sizes)), n_classes, channels=cfg.channels,
-                                  blocks=cfg.blocks, res_per_block=cfg.res_per_block,
-                                  heads=max(1, cfg.heads // 2), dropout=cfg.dropout)
+                                  dict(zip(layout.levels, layout.sizes)), n_classes,
+                                  **vars(cfg.pixelsnail))  # prior.pixelsnail: channels, blocks, res_per_block, heads, dropout
 
 
 def _loss(model, layout: CodeLayout, codes, cond, generator=None, smoothing: float = 0.0):

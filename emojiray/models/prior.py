@@ -1,6 +1,8 @@
 """One interface over the kinds of prior: build, loss (NLL in bits per code, accuracy), sample.
 
-Each kind is a :class:`PriorKind` in :data:`emojiray.registry.PRIORS`, defined in its own file:
+Each kind is a :class:`PriorKind` in :data:`emojiray.registry.PRIORS`, defined in its own file,
+with its settings in a config section named after it (``prior.transformer``, ``prior.maskgit``,
+``prior.pixelsnail``; :func:`kind_settings`) beside what every kind shares (``prior.*``):
 
 - ``transformer`` (:mod:`~emojiray.models.transformer`): exact NLL of every code given the earlier
   ones (raster order, top first).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 import torch
@@ -40,8 +43,14 @@ class PriorKind:
     loss: Callable[..., tuple[torch.Tensor, int, int]]
     # (model, layout, n, cond (n,) or None, prior config, generator) -> codes {level: (n, h, w)}
     sample: Callable[..., dict[str, torch.Tensor]]
-    smoothed: bool = False  # trains with prior.label_smoothing (else on the plain likelihood it is measured by)
     fills_masks: bool = False  # the model has ``complete(tokens, cond, steps, ...)``: inpaint, restyle, interpolate
+
+
+def kind_settings(cfg: PriorConfig) -> Any:
+    """The kind's own config section, ``prior.<kind>`` (``prior.maskgit``), or None for a kind without
+    one. A kind whose section has ``label_smoothing`` trains with it; the others train on the plain
+    likelihood they are measured by."""
+    return getattr(cfg, cfg.kind, None)
 
 
 def build_prior(cfg: PriorConfig, layout: CodeLayout, n_classes: int) -> nn.Module:

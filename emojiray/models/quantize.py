@@ -6,7 +6,7 @@ Both map (B, C, H, W) features to (B, H, W) code indices and back with the same 
 
 ``VectorQuantizer``. What it does each training step, in order:
 
-1. optional projection to a low-dimensional lookup space (``codebook_dim`` < ``dim``, 1x1 convs),
+1. optional projection to a low-dimensional lookup space (``lookup_dim`` < ``dim``, 1x1 convs),
    optional l2 normalisation of inputs and codes (cosine-similarity codebooks);
 2. on the first training batch, k-means initialisation of the codebook from the encoder
    outputs (computed on rank 0 and broadcast, so every worker starts identical);
@@ -128,9 +128,9 @@ class VectorQuantizer(nn.Module):
         self,
         dim: int,
         codebook_size: int = 512,
-        codebook_dim: int = 0,  # 0 = dim; smaller = low-dimensional lookup with projections
+        lookup_dim: int = 0,  # 0 = dim; smaller = low-dimensional lookup with projections
         beta: float = 0.25,
-        decay: float = 0.99,
+        ema_decay: float = 0.99,
         eps: float = 1e-5,
         ema: bool = True,
         kmeans_init: bool = True,
@@ -141,9 +141,9 @@ class VectorQuantizer(nn.Module):
     ):
         super().__init__()
         self.rotation_trick = rotation_trick
-        code_dim = codebook_dim or dim
+        code_dim = lookup_dim or dim
         self.K, self.D = codebook_size, code_dim
-        self.beta, self.decay, self.eps = beta, decay, eps
+        self.beta, self.decay, self.eps = beta, ema_decay, eps
         self.ema, self.kmeans_iters, self.dead_code_steps = ema, kmeans_iters, dead_code_steps
         self.l2 = l2_normalize
         # low-dimensional codes: project in and out around the lookup

@@ -153,7 +153,7 @@ class ARTransformer(nn.Module):
 
 
 def _build(cfg, layout: CodeLayout, n_classes: int) -> ARTransformer:
-    return ARTransformer(layout, n_classes, cfg.dim, cfg.layers, cfg.heads, cfg.dropout)
+    return ARTransformer(layout, n_classes, **vars(cfg.transformer))  # prior.transformer: dim, layers, heads, dropout
 
 
 def _loss(model, layout: CodeLayout, codes, cond, generator=None, smoothing: float = 0.0):

@@ -36,14 +36,16 @@ class VQVAEOutput:
     restarted: dict[str, int] = field(default_factory=dict)
 
 
+# The model settings that are VectorQuantizer's keyword arguments, under the same names.
+VQ_SETTINGS = ("lookup_dim", "beta", "ema", "ema_decay", "kmeans_init", "dead_code_steps", "l2_normalize",
+               "rotation_trick")
+
+
 def _quantizer(cfg: ModelConfig, dim: int, level: int) -> VectorQuantizer | FSQuantizer:
+    """The quantizer of one level: the per-level settings picked for it, the others passed as they are."""
     if cfg.quantizer == "fsq":
-        return FSQuantizer(dim, cfg.fsq_levels[level])
-    return VectorQuantizer(
-        dim, codebook_size=cfg.codebook_size[level], codebook_dim=cfg.lookup_dim, beta=cfg.beta,
-        decay=cfg.ema_decay, ema=cfg.ema, kmeans_init=cfg.kmeans_init,
-        dead_code_steps=cfg.dead_code_steps, l2_normalize=cfg.l2_normalize, rotation_trick=cfg.rotation_trick,
-    )
+        return FSQuantizer(dim, levels=cfg.fsq_levels[level])
+    return VectorQuantizer(dim, codebook_size=cfg.codebook_size[level], **{k: getattr(cfg, k) for k in VQ_SETTINGS})
 
 
 def _upsampler(channels: int, factor: int) -> nn.Module:

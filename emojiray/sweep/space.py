@@ -16,22 +16,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from emojiray.config import Config, config_from_dict, set_value
+from emojiray.config import Config, config_from_dict, get_value, set_value
 from emojiray.errors import EmojirayError
 
 TYPES = ("uniform", "loguniform", "int", "loguniform_int", "choice")
 
 
 def _field(cfg: Config, key: str) -> Any:
-    obj = cfg
-    *parents, leaf = key.split(".")
-    for part in parents:
-        if not dataclasses.is_dataclass(obj) or not hasattr(obj, part):
-            raise EmojirayError(f"invalid search space: unknown config key {key!r}")
-        obj = getattr(obj, part)
-    if not dataclasses.is_dataclass(obj) or leaf not in {f.name for f in dataclasses.fields(obj)}:
-        raise EmojirayError(f"invalid search space: unknown config key {key!r}")
-    return getattr(obj, leaf)
+    try:
+        return get_value(cfg, key)
+    except EmojirayError:
+        raise EmojirayError(f"invalid search space: unknown config key {key!r}") from None
 
 
 def _number(spec: dict[str, Any], name: str, key: str) -> float:

@@ -49,6 +49,22 @@ class Schedule:
     image_every: int = 1  # reports between TensorBoard image grids (0 = never)
 
 
+def optimiser(model: nn.Module, optim) -> torch.optim.AdamW:
+    """AdamW as a config's optimiser section (``train.optim``, ``prior.optim``, ...) sets it."""
+    return torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=tuple(optim.betas),
+                             weight_decay=optim.weight_decay)
+
+
+def schedule(optim, *, epochs: int, batch_size: int, steps_per_epoch: int, max_seconds: float = 0.0,
+             **reports: Any) -> Schedule:
+    """A family's Schedule from its optimiser section and its length; ``reports`` are the reporting
+    fields (``report_every_s``, ``log_every``, ``image_every``). A warm-up of -1 is a tenth of the
+    training steps, at most 100."""
+    warmup = optim.warmup_steps if optim.warmup_steps >= 0 else min(100, epochs * steps_per_epoch // 10)
+    return Schedule(epochs=epochs, batch_size=batch_size, lr=optim.lr, warmup_steps=warmup,
+                    min_lr_ratio=optim.min_lr_ratio, grad_clip=optim.grad_clip, max_seconds=max_seconds, **reports)
+
+
 class Family(Protocol):
     name: str  # checkpoint kind and Ray Train run name
     score: tuple[str, str] | None  # (metric, "min" | "max") that picks the best checkpoint; None = the last

@@ -22,8 +22,7 @@ from emojiray.config import CONDITIONS, LABELS, Config
 from emojiray.data.codes import load_codes_manifest, read_code_tables
 from emojiray.errors import EmojirayError
 from emojiray.models.codes import CodeLayout
-from emojiray.models.prior import build_prior, nats_to_bits, prior_loss
-from emojiray.registry import PRIORS
+from emojiray.models.prior import build_prior, kind_settings, nats_to_bits, prior_loss
 from emojiray.train import harness
 from emojiray.train.loop_utils import autocast
 
@@ -100,15 +99,13 @@ class PriorFamily:
         self.n_classes = spec["n_classes"]
         self.model = build_prior(pc, self.layout, self.n_classes).to(self.device)
         self.net = self.model
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=pc.lr, weight_decay=pc.weight_decay,
-                                     betas=(0.9, 0.95))
-        self.schedule = harness.Schedule(
-            epochs=pc.epochs, batch_size=pc.batch_size, lr=pc.lr, warmup_steps=pc.warmup_steps, min_lr_ratio=0.1,
-            grad_clip=tc.grad_clip, max_seconds=pc.max_seconds, report_every_s=tc.report_every_s,
-            log_every=tc.log_every)
+        self.opt = harness.optimiser(self.model, pc.optim)
         self.steps_per_epoch = max(1, spec["examples"] // (pc.batch_size * world))
+        self.schedule = harness.schedule(
+            pc.optim, epochs=pc.epochs, batch_size=pc.batch_size, steps_per_epoch=self.steps_per_epoch,
+            max_seconds=pc.max_seconds, report_every_s=tc.report_every_s, log_every=tc.log_every)
         self.generator = torch.Generator(device=self.device).manual_seed(tc.seed + 1000 * rank)
-        self.smoothing = pc.label_smoothing if PRIORS[pc.kind].smoothed else 0.0
+        self.smoothing = getattr(kind_settings(pc), "label_smoothing", 0.0)
 
     def examples(self, batch: dict[str, torch.Tensor]) -> int:
         return batch[self.layout.levels[0]].shape[0]

@@ -62,13 +62,12 @@ class VQVAEFamily:
         fmt = torch.channels_last if tc.channels_last else torch.contiguous_format
         self.model = build_vqvae(cfg.model, spec["image_size"]).to(self.device, memory_format=fmt)
         self.net = self.model
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
-                                     weight_decay=tc.weight_decay)
-        self.schedule = harness.Schedule(
-            epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr, warmup_steps=tc.warmup_steps,
-            min_lr_ratio=tc.min_lr_ratio, grad_clip=tc.grad_clip, max_seconds=tc.max_seconds,
-            report_every_s=tc.report_every_s, log_every=tc.log_every, image_every=tc.image_every)
+        self.opt = harness.optimiser(self.model, tc.optim)
         self.steps_per_epoch = max(1, spec["examples"] // (tc.batch_size * world))
+        self.schedule = harness.schedule(
+            tc.optim, epochs=tc.epochs, batch_size=tc.batch_size, steps_per_epoch=self.steps_per_epoch,
+            max_seconds=tc.max_seconds, report_every_s=tc.report_every_s, log_every=tc.log_every,
+            image_every=tc.image_every)
         self.eval_batches = tc.eval_batches
         self.generator = None
         self.steps = 0  # train steps taken (the adversarial loss starts at train.adv_start_step)
@@ -78,7 +77,7 @@ class VQVAEFamily:
             self.disc_net = self.disc
             if world > 1:  # each worker judges its own batch; the gradients are averaged like the model's
                 self.disc_net = torch.nn.parallel.DistributedDataParallel(self.disc, broadcast_buffers=False)
-            self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=tc.disc_lr or tc.lr, betas=(0.5, 0.9))
+            self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=tc.disc_lr or tc.optim.lr, betas=(0.5, 0.9))
 
     def examples(self, batch: dict[str, torch.Tensor]) -> int:
         return batch["image"].shape[0]

@@ -17,7 +17,7 @@ from emojiray.extensions.upscale import UpscalerFamily, downsample, load_upscale
 from emojiray.images import to_model_input
 from emojiray.models import checkpoint as ckpt
 from emojiray.train import harness
-from helpers import tiny_pair
+from helpers import set_keys, tiny_pair
 
 
 class Reports:
@@ -52,8 +52,8 @@ def evaluate(fam, batches):
 def test_classifier_family_learns_evaluates_deterministically_and_checkpoints_what_loading_needs(tmp_path):
     train, val = toy_labelled(64, 0), toy_labelled(32, 1)
     vocab = {"category": ["warm", "cool"], "vendor": ["white", "grey"]}
-    cfg = Config(classifier=ClassifierConfig(labels=["category", "vendor"], channels=8, epochs=5, batch_size=16,
-                                             lr=3e-3), train=TrainConfig(seed=0))
+    cfg = set_keys(Config(classifier=ClassifierConfig(labels=["category", "vendor"], channels=8, epochs=5,
+                                                      batch_size=16), train=TrainConfig(seed=0)), "classifier", lr=3e-3)
     spec = {"labels": ["category", "vendor"], "vocab": vocab, "image_size": 32, "examples": 64, "data": "toy",
             "class_weights": {lb: class_weights(train[lb].numpy(), 2).tolist() for lb in vocab}}
     assert ClassifierFamily.batch_key == "classifier.batch_size" and cfg.classifier.batch_size == 16
@@ -96,7 +96,7 @@ def test_upscaler_family_learns_the_codes_and_evaluates_deterministically(tmp_pa
     train = {k: v[:64] for k, v in arrays.items() if k != "image"}
     val = {k: v[64:] for k, v in arrays.items()}
     grids = vq.grid_sizes(32)
-    cfg = Config(upscale=UpscaleConfig(channels=16, res_blocks=1, epochs=4, batch_size=16, lr=3e-3))
+    cfg = set_keys(Config(upscale=UpscaleConfig(channels=16, res_blocks=1, epochs=4, batch_size=16)), "upscale", lr=3e-3)
     spec = {"vqvae": vq_uri, "vqvae_fingerprint": vqvae_fingerprint(vq), "factor": 2, "input_size": 16,
             "image_size": 32, "grids": {lv: list(g) for lv, g in grids.items()},
             "codebook_sizes": {lv: q.K for lv, q in vq.quantizers.items()}, "examples": 64, "data": "toy"}

@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from emojiray.config import Config, PriorConfig, TrainConfig, load_config
+from emojiray.config import Config, OptimConfig, PriorConfig, TrainConfig, load_config
 from emojiray.errors import EmojirayError
 from emojiray.models.codes import CodeLayout, sample_logits
 from emojiray.models.prior import PriorKind, build_prior, token_loss
 from emojiray.registry import PRIORS, Registry
 from emojiray.train import harness
 from emojiray.train.prior_loop import PriorFamily
-from helpers import tiny_pair
+from helpers import set_keys, tiny_pair
 
 
 # -- the toy prior: what a contributor writes in its own file ----------------------------------------
@@ -87,8 +87,8 @@ def test_a_registered_kind_trains_in_the_ray_free_loop(toy):
                 "vendor": torch.zeros(n, dtype=torch.int64)}
 
     cfg = Config(train=TrainConfig(report_every_s=0),
-                 prior=PriorConfig(kind=toy, condition="emotion", cond_dropout=0.0, epochs=3, batch_size=32, lr=0.1,
-                                   warmup_steps=0, weight_decay=0.0))
+                 prior=PriorConfig(kind=toy, condition="emotion", cond_dropout=0.0, epochs=3, batch_size=32,
+                                   optim=OptimConfig(lr=0.1, warmup_steps=0, weight_decay=0.0)))
     spec = {"levels": ["top", "bottom"], "grids": {"top": [2, 2], "bottom": [4, 4]}, "sizes": {"top": 4, "bottom": 8},
             "n_classes": 2, "examples": 256, "vocab": {}, "vqvae": "unused"}
     fam = PriorFamily(cfg, spec)
@@ -126,5 +126,5 @@ def test_built_in_kinds_load_on_first_use_and_unknown_names_are_one_line_errors(
         reg.register("two words", object())
     layout = CodeLayout(levels=("top", "bottom"), grids=((2, 2), (4, 4)), sizes=(5, 7))
     for kind in PRIORS:
-        assert isinstance(build_prior(PriorConfig(kind=kind, dim=16, layers=1, heads=2, channels=8, blocks=1,
-                                                  res_per_block=1), layout, 0), nn.Module)
+        cfg = set_keys(Config(), "prior", kind=kind, dim=16, layers=1, heads=2, channels=8, blocks=1, res_per_block=1)
+        assert isinstance(build_prior(cfg.prior, layout, 0), nn.Module)

@@ -50,7 +50,7 @@ def test_commitment_loss_gradient_pulls_z_towards_its_code():
 
 
 def test_ema_update_moves_codes_to_cluster_means():
-    vq = make(K=2, dim=2, decay=0.0, eps=0.0)
+    vq = make(K=2, dim=2, ema_decay=0.0, eps=0.0)
     vq.embed.copy_(torch.tensor([[0.0, 0.0], [10.0, 10.0]]))
     z = torch.tensor([[1.0, 1.0], [3.0, 1.0], [9.0, 9.0], [11.0, 13.0]]).view(1, 2, 2, 2).permute(0, 3, 1, 2)
     vq.train()(z)
@@ -58,7 +58,7 @@ def test_ema_update_moves_codes_to_cluster_means():
 
 
 def test_ema_decay_blends_old_and_new():
-    vq = make(K=2, dim=2, decay=0.5, eps=0.0)
+    vq = make(K=2, dim=2, ema_decay=0.5, eps=0.0)
     vq.embed.copy_(torch.tensor([[0.0, 0.0], [10.0, 10.0]]))
     vq.embed_sum.copy_(vq.embed)  # cluster_size starts at 1
     z = torch.tensor([[2.0, 2.0], [2.0, 2.0]]).view(1, 1, 2, 2).permute(0, 3, 1, 2)
@@ -103,7 +103,7 @@ def test_dead_codes_restart_from_encoder_outputs():
 
 
 def test_l2_normalised_and_low_dimensional_codes():
-    vq = VectorQuantizer(16, codebook_size=8, codebook_dim=4, l2_normalize=True, kmeans_init=False,
+    vq = VectorQuantizer(16, codebook_size=8, lookup_dim=4, l2_normalize=True, kmeans_init=False,
                          dead_code_steps=0)
     z = torch.randn(2, 16, 3, 3)
     out = vq.train()(z)
@@ -145,7 +145,7 @@ def _ddp_worker(rank: int, world: int, port: int, results):
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         torch.manual_seed(1234)  # same initial codebook
-        vq = VectorQuantizer(4, codebook_size=32, kmeans_init=True, dead_code_steps=2, decay=0.9)
+        vq = VectorQuantizer(4, codebook_size=32, kmeans_init=True, dead_code_steps=2, ema_decay=0.9)
         gen = torch.Generator().manual_seed(rank)  # different data on each worker
         restarts = 0
         for step in range(6):
@@ -167,7 +167,7 @@ def test_ddp_workers_keep_identical_codebooks():
         assert torch.equal(a[key], b[key]), f"{key} differs between workers"
     # and the data really differed: a single process on rank 0's data alone ends elsewhere
     torch.manual_seed(1234)
-    solo = VectorQuantizer(4, codebook_size=32, kmeans_init=True, dead_code_steps=2, decay=0.9)
+    solo = VectorQuantizer(4, codebook_size=32, kmeans_init=True, dead_code_steps=2, ema_decay=0.9)
     gen = torch.Generator().manual_seed(0)
     for step in range(6):
         solo.train()(torch.randn(2, 4, 4, 4, generator=gen) + step)
@@ -193,7 +193,7 @@ def test_fused_distance_matches_naive_nearest_code():
 
 def test_ema_sums_equal_the_one_hot_formulation():
     """The EMA statistics (bincount counts, index_add_ sums) equal the textbook one-hot ones."""
-    vq = make(decay=0.9)
+    vq = make(ema_decay=0.9)
     z = torch.randn(3, 8, 5, 5)
     embed0, size0, sum0 = vq.embed.clone(), vq.cluster_size.clone(), vq.embed_sum.clone()
     out = vq(z)
@@ -229,3 +229,15 @@ def test_codes_and_statistics_stay_fp32_under_bf16_autocast():
     assert mixed.loss.dtype == torch.float32 and torch.equal(plain.z_q, mixed.z_q)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(q_bf16.nearest(z), q.nearest(z))
+
+
+def test_the_model_settings_are_the_quantizers_keyword_arguments():
+    # model.* reaches VectorQuantizer under its own names: no renaming on the way in
+    import dataclasses
+    import inspect
+
+    from emojiray.config import ModelConfig
+    from emojiray.models.vqvae import VQ_SETTINGS
+
+    assert set(VQ_SETTINGS) <= set(inspect.signature(VectorQuantizer).parameters)
+    assert set(VQ_SETTINGS) <= {f.name for f in dataclasses.fields(ModelConfig)}

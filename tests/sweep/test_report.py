@@ -99,7 +99,7 @@ def test_apply_params():
     out = apply_params(cfg, {"model.codebook_size": 256, "model.code_dim": 16, "model.beta": 0.5,
                              "model.dead_code_steps": 50.0, "train.lr": 2e-3})
     assert out.model.codebook_size == [256, 256] and out.model.code_dim == [16, 16]
-    assert out.model.beta == 0.5 and out.train.lr == 2e-3
+    assert out.model.beta == 0.5 and out.train.optim.lr == 2e-3
     assert out.model.dead_code_steps == 50 and isinstance(out.model.dead_code_steps, int)
     assert all(isinstance(k, int) for k in out.model.codebook_size)
     assert cfg.to_dict() == before

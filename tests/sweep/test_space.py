@@ -14,7 +14,7 @@ def test_the_default_space_is_valid_and_applies_per_level():
     cfg = load_config("smoke")
     assert validate_space(cfg.tune.space, cfg) == cfg.tune.space
     apply_params(cfg, {"model.codebook_size": 256, "model.beta": 0.5, "train.lr": 2e-3})
-    assert cfg.model.codebook_size == [256, 256] and cfg.model.beta == 0.5 and cfg.train.lr == 2e-3
+    assert cfg.model.codebook_size == [256, 256] and cfg.model.beta == 0.5 and cfg.train.optim.lr == 2e-3
 
 
 @pytest.mark.parametrize("space, message", [

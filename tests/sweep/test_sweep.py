@@ -8,7 +8,8 @@ import signal
 
 import pytest
 
-from emojiray.config import Config, DataConfig, ModelConfig, RayConfig, SweepConfig, TrainConfig, load_config
+from emojiray.config import (Config, DataConfig, ModelConfig, OptimConfig, RayConfig, SweepConfig, TrainConfig,
+                             load_config)
 from emojiray.data.prepare import prepare
 
 pytestmark = pytest.mark.ray
@@ -19,8 +20,8 @@ def sweep_config() -> Config:
         data=DataConfig(size=32),
         ray=RayConfig(num_cpus=3, data_cpus=1),
         model=ModelConfig(channels=16, res_blocks=1, res_channels=8, codebook_size=[32, 16], code_dim=[8, 8]),
-        train=TrainConfig(epochs=2, batch_size=16, warmup_steps=5, lr=2e-3, log_every=5, image_every=0,
-                           report_every_s=0),
+        train=TrainConfig(epochs=2, batch_size=16, optim=OptimConfig(warmup_steps=5, lr=2e-3), log_every=5,
+                          image_every=0, report_every_s=0),
         tune=SweepConfig(trials=4, max_concurrent=2, fid_images=-1, seed=0, space={
             "model.codebook_size": {"type": "loguniform_int", "low": 8, "high": 64},
             "model.beta": {"type": "loguniform", "low": 0.05, "high": 1.0},

@@ -12,12 +12,13 @@ import pytest
 import torch
 from conftest import draw_emoji
 
-from emojiray.config import Config, ModelConfig, PriorConfig, TrainConfig
+from emojiray.config import Config, ModelConfig, TrainConfig
 from emojiray.errors import EmojirayError
 from emojiray.models import checkpoint as ckpt
 from emojiray.train import harness
 from emojiray.train.prior_loop import PriorFamily
 from emojiray.train.vqvae_loop import VQVAEFamily
+from helpers import set_keys
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
@@ -25,10 +26,10 @@ def images(n: int, seed: int = 0) -> torch.Tensor:
 
 
 def vq_config(**train) -> Config:
-    return Config(model=ModelConfig(channels=32, res_blocks=1, res_channels=16, codebook_size=[32, 16],
-                                    code_dim=[8, 8], dead_code_steps=20),
-                  train=TrainConfig(**{"epochs": 6, "batch_size": 16, "lr": 2e-3, "warmup_steps": 5,
-                                       "channels_last": False, "report_every_s": 0, **train}))
+    cfg = Config(model=ModelConfig(channels=32, res_blocks=1, res_channels=16, codebook_size=[32, 16],
+                                   code_dim=[8, 8], dead_code_steps=20))
+    return set_keys(cfg, "train", **{"epochs": 6, "batch_size": 16, "lr": 2e-3, "warmup_steps": 5,
+                                     "channels_last": False, "report_every_s": 0, **train})
 
 
 def vq_family(cfg: Config, n: int = 64) -> VQVAEFamily:
@@ -81,9 +82,8 @@ def synthetic_code_batch(n: int, rng) -> dict[str, torch.Tensor]:
 def test_prior_family_learns_without_ray(kind):
     rng = np.random.default_rng(0)
     train, val = synthetic_code_batch(256, rng), synthetic_code_batch(64, rng)
-    cfg = Config(train=TrainConfig(report_every_s=0),
-                 prior=PriorConfig(kind=kind, condition="emotion", dim=32, layers=2, heads=4, dropout=0.0, epochs=4,
-                                   batch_size=32, lr=3e-3, warmup_steps=5))
+    cfg = set_keys(Config(train=TrainConfig(report_every_s=0)), "prior", kind=kind, condition="emotion", dim=32,
+                   layers=2, heads=4, dropout=0.0, epochs=4, batch_size=32, lr=3e-3, warmup_steps=5)
     spec = {"levels": ["top", "bottom"], "grids": {"top": [2, 2], "bottom": [4, 4]}, "sizes": {"top": 8, "bottom": 16},
             "n_classes": 3, "examples": 256, "vocab": {}, "vqvae": "unused"}
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from emojiray.config import Config, DataConfig, ModelConfig, PriorConfig, RayConfig, TrainConfig
+from emojiray.config import Config, DataConfig, ModelConfig, RayConfig, TrainConfig
 from emojiray.data.codes import MIRROR, codes_from_table, extract_codes, load_codes_manifest, read_code_tables
 from emojiray.data.prepare import prepare
 from emojiray.errors import EmojirayError
@@ -18,6 +18,7 @@ from emojiray.generate.sampler import Sampler
 from emojiray.models import build_vqvae
 from emojiray.models import checkpoint as ckpt
 from emojiray.train.prior_loop import train_prior
+from helpers import set_keys
 
 pytestmark = pytest.mark.ray
 
@@ -52,13 +53,10 @@ def synthetic_codes(root, n_train=256, n_val=64) -> str:
 
 
 def prior_config(kind: str, **prior) -> Config:
-    return Config(
-        ray=RayConfig(num_cpus=3, num_workers=1, data_cpus=1),
-        train=TrainConfig(log_every=5, report_every_s=0),
-        prior=PriorConfig(**{"kind": kind, "dim": 32, "layers": 2, "heads": 4, "channels": 16, "blocks": 1,
-                             "res_per_block": 1, "dropout": 0.0, "epochs": 3, "batch_size": 32, "lr": 3e-3,
-                             "warmup_steps": 5, **prior}),
-    )
+    cfg = Config(ray=RayConfig(num_cpus=3, num_workers=1, data_cpus=1), train=TrainConfig(log_every=5, report_every_s=0))
+    return set_keys(cfg, "prior", **{"kind": kind, "dim": 32, "layers": 2, "heads": 4, "channels": 16, "blocks": 1,
+                                     "res_per_block": 1, "dropout": 0.0, "epochs": 3, "batch_size": 32, "lr": 3e-3,
+                                     "warmup_steps": 5, **prior})
 
 
 def test_two_workers_lower_the_nll_and_keep_the_best(ray_local, tmp_path):

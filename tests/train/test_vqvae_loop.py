@@ -7,24 +7,25 @@ import math
 
 import pytest
 
-from emojiray.config import Config, DataConfig, ModelConfig, RayConfig, TrainConfig
+from emojiray.config import Config, DataConfig, ModelConfig, RayConfig
 from emojiray.data.prepare import prepare
 from emojiray.errors import EmojirayError
 from emojiray.models import checkpoint as ckpt
 from emojiray.train.vqvae_loop import train_vqvae
+from helpers import set_keys
 
 pytestmark = pytest.mark.ray
 
 
 def tiny_config(**train) -> Config:
-    return Config(
+    cfg = Config(
         data=DataConfig(size=32),
         ray=RayConfig(num_cpus=3, num_workers=1, data_cpus=1),
         model=ModelConfig(channels=32, res_blocks=1, res_channels=16, codebook_size=[32, 16], code_dim=[8, 8],
                           dead_code_steps=20),
-        train=TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 2e-3, "warmup_steps": 5, "log_every": 5,
-                                         "report_every_s": 0, **train}),
     )
+    return set_keys(cfg, "train", **{"epochs": 2, "batch_size": 8, "lr": 2e-3, "warmup_steps": 5, "log_every": 5,
+                                     "report_every_s": 0, **train})
 
 
 @pytest.fixture(scope="module")
