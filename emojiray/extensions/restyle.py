@@ -137,16 +137,10 @@ def evaluate_restyle(paths: RunPaths, cfg, out: str, features: Callable | None =
     NHWC -> (N, vendors) probabilities in the prior's vendor order, for the agreement metric
     (default: the classifier at ``paths.classifier`` when there is one).
     """
-    from emojiray.generate.sampler import Sampler
-
     paths.need("data", "vendor_prior")
     t0 = time.perf_counter()
     rc, ec = cfg.restyle, cfg.extensions
-    sampler = Sampler(paths.vendor_prior, paths.vqvae or None)
-    require_mask_filling(sampler, "restyling")
-    vendors = [v for v in sampler.condition_values]
-    if sampler.condition_name != "vendor" or len(vendors) < 2:
-        raise EmojirayError(f"{paths.vendor_prior} is not a MaskGIT prior conditioned on two or more vendors")
+    sampler, vendors = _vendor_sampler(paths)
     features = features or inception_features(sampler.device)
     if vendor_probs is None and paths.classifier and storage.exists(storage.join(paths.classifier, "meta.json")):
         vendor_probs = classifier_vendor_probs(paths.classifier, vendors, sampler.device)
@@ -194,6 +188,18 @@ def evaluate_restyle(paths: RunPaths, cfg, out: str, features: Callable | None =
         f"{b['psnr']:.2f} dB vs unchanged source {base['psnr']:.2f}; SSIM {b['ssim']:.3f} vs {base['ssim']:.3f}; "
         f"FID {_f(b['fid'])} vs {_f(base['fid'])} -> {out}")
     return record
+
+
+def _vendor_sampler(paths: RunPaths):
+    """(Sampler, vendor names) of the run's vendor-conditioned MaskGIT prior."""
+    from emojiray.generate.sampler import Sampler
+
+    sampler = Sampler(paths.vendor_prior, paths.vqvae or None)
+    require_mask_filling(sampler, "restyling")
+    vendors = list(sampler.condition_values)
+    if sampler.condition_name != "vendor" or len(vendors) < 2:
+        raise EmojirayError(f"{paths.vendor_prior} is not a MaskGIT prior conditioned on two or more vendors")
+    return sampler, vendors
 
 
 def _choose_share(restyled, shares: list[float], data: str, vendors: list[str], ec, log) -> tuple[float, dict]:
@@ -268,11 +274,10 @@ def restyle_files(specs: list[str], target: str, paths: RunPaths, cfg, out: str,
     the real target-vendor drawing when the input is an emoji name the dataset has for ``target``).
     """
     from emojiray.data.labels import slug
-    from emojiray.generate.sampler import Sampler
     from emojiray.images import to_png_bytes
 
     paths.need("vendor_prior")
-    sampler = Sampler(paths.vendor_prior, paths.vqvae or None)
+    sampler = _vendor_sampler(paths)[0]
     share = share or cfg.restyle.share or _default_share(cfg, paths)
     gen = sampler.generator(seed)
     written = []

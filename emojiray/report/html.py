@@ -35,7 +35,7 @@ from emojiray.registry import EXTENSIONS, PRIORS
 from emojiray.report import baselines as B
 from emojiray.report import plots
 from emojiray.report.events import read_scalars
-from emojiray.report.markup import (Block, Cell, Code, Details, Figure, Heading, Missing, Note, Page, Row, Section,
+from emojiray.report.markup import (Block, Cell, Details, Figure, Heading, Missing, Note, Page, Row, Section,
                                      Table, flatten, fmt, is_num, kv_table, render, table, verdict)
 
 # Files whose presence makes a folder a (possibly unfinished) pipeline run.
@@ -633,7 +633,7 @@ class ReportBuilder:
                 continue
             blocks.append(Heading(str(rec.get("benchmark") or storage.basename(uri))))
             if rec.get("command"):
-                blocks.append(Code(str(rec["command"])))
+                blocks.append(Note(str(rec["command"]), kind="code"))
             rows = [(k, v) for k, v in rec.items() if k not in ("command", "benchmark")
                     and not isinstance(v, (dict, list))]
             for key in ("ratios", "targets"):  # the reference itself is in the summary

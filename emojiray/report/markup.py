@@ -105,6 +105,7 @@ class Heading:
 
 @dataclass(frozen=True)
 class Note:
+    """A line of text: a remark (kind "note"), or a command shown as code (kind "code")."""
     text: str
     kind: str = "note"
 
@@ -114,12 +115,6 @@ class Missing:
     """A part the run lacks: "<what>: not in this run"."""
     what: str
     kind: str = "missing"
-
-
-@dataclass(frozen=True)
-class Code:
-    text: str
-    kind: str = "code"
 
 
 @dataclass(frozen=True)
@@ -138,7 +133,7 @@ class Details:
     kind: str = "details"
 
 
-Block = Union[Table, Figure, Heading, Note, Missing, Code, Row, Details]
+Block = Union[Table, Figure, Heading, Note, Missing, Row, Details]
 
 
 @dataclass
