@@ -314,6 +314,9 @@ class PriorConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     maskgit: MaskGITConfig = field(default_factory=MaskGITConfig)
     pixelsnail: PixelSNAILConfig = field(default_factory=PixelSNAILConfig)
+    # the sections of plug-in kinds, by name: a kind registered with ``settings`` (a dataclass) is
+    # written prior.<name>.<key> like a built-in one and kept here (emojiray.models.prior.PriorKind)
+    plugins: YamlDict = field(default_factory=dict)
     temperature: Float = 1.0
     top_k: Int = 0
     top_p: Float = 1.0
@@ -576,7 +579,7 @@ def load_config(preset: str | None = None, overrides: list[str] | tuple[str, ...
         if not sep or not key.strip():
             raise EmojirayError(f"bad override {item!r}: expected key=value, e.g. data.size=32")
         _put(tree, key.strip(), raw.strip())
-    return validate(_read(Config, tree))
+    return validate(_read_plugins(_read(Config, tree)))
 
 
 def within(value: Any, spec: str | Registry) -> bool:
@@ -616,8 +619,11 @@ def sections(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
     out = []
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            out += [(f"{prefix}{f.name}", value), *sections(value, f"{prefix}{f.name}.")]
+        # a mapping of sections (prior.plugins) names each one as it is written: prior.<name>
+        named = value.items() if isinstance(value, dict) else [(f.name, value)]
+        for name, section in named:
+            if dataclasses.is_dataclass(section):
+                out += [(f"{prefix}{name}", section), *sections(section, f"{prefix}{name}.")]
     return out
 
 
@@ -703,18 +709,51 @@ def _resolve(key: str, cls: type | None = None) -> tuple[str, Any]:
     dataclasses; a training section's optimiser keys may leave out ``optim.`` (``train.lr``)."""
     parts: list[str] = []
     typ: Any = cls or Config
-    for part in key.split("."):
+    for i, part in enumerate(key.split(".")):
         if not dataclasses.is_dataclass(typ):
-            raise EmojirayError(f"config key {key!r}: {'.'.join(parts)!r} is not a section")
+            raise EmojirayError(f"config key {key!r}: {'.'.join(key.split('.')[:i])!r} is not a section")
         hints = _hints(typ)
         if part not in hints and "optim" in hints and part in _hints(OptimConfig):
             parts.append("optim")
             hints = _hints(OptimConfig)
+        elif part not in hints and typ is PriorConfig and _plugin_settings(part) is not None:
+            parts.append("plugins")
+            hints = {part: _plugin_settings(part)}
         if part not in hints:
-            raise EmojirayError(f"unknown config key {'.'.join([*parts, part])!r} (known here: {', '.join(hints)})")
+            raise EmojirayError(f"unknown config key {'.'.join(key.split('.')[:i + 1])!r} "
+                                f"(known here: {', '.join(hints)})")
         parts.append(part)
         typ = hints[part]
     return ".".join(parts), typ
+
+
+def _plugin_settings(kind: str) -> type | None:
+    """The settings dataclass of a plug-in kind of prior (None for other names)."""
+    return getattr(PRIORS[kind], "settings", None) if kind in PRIORS and kind not in _hints(PriorConfig) else None
+
+
+def _read_plugins(cfg: Config, known_only: bool = False) -> Config:
+    """Each plug-in kind's section (``prior.plugins.<name>``, given as a mapping) read by its settings
+    dataclass, the keys not given at their defaults; ``known_only`` drops kinds not registered here."""
+    plugins = cfg.prior.plugins
+    for name in list(plugins):
+        settings = _plugin_settings(name)
+        if settings is None:
+            if known_only:
+                del plugins[name]
+                continue
+            raise EmojirayError(f"unknown config key 'prior.{name}': no registered kind of prior has such a section")
+        given = dataclasses.asdict(plugins[name]) if dataclasses.is_dataclass(plugins[name]) else plugins[name]
+        plugins[name] = _read(settings, {**dataclasses.asdict(settings()), **(given or {})}, f"prior.{name}")
+    return cfg
+
+
+def _walk(cfg: Any, parts: list[str]) -> Any:
+    """Down a config by field names; a plug-in section not yet set starts at its defaults."""
+    node = cfg
+    for part in parts:
+        node = node.setdefault(part, _plugin_settings(part)()) if isinstance(node, dict) else getattr(node, part)
+    return node
 
 
 @functools.cache
@@ -763,7 +802,7 @@ def _type_name(typ: Any) -> str:
 def get_value(cfg: Any, key: str) -> Any:
     """The value of one dotted key (``train.lr``) of a config (an alias: its first field's; a section
     key: the section)."""
-    return functools.reduce(getattr, _targets(key, type(cfg), sections_too=True)[0][0].split("."), cfg)
+    return _walk(cfg, _targets(key, type(cfg), sections_too=True)[0][0].split("."))
 
 
 def set_value(cfg: Any, key: str, value: Any) -> None:
@@ -771,13 +810,13 @@ def set_value(cfg: Any, key: str, value: Any) -> None:
     for canonical, typ, convert in _targets(key, type(cfg)):
         *parents, leaf = canonical.split(".")
         checked = _read(typ, value, canonical)
-        setattr(functools.reduce(getattr, parents, cfg), leaf, convert(checked) if convert else checked)
+        setattr(_walk(cfg, parents), leaf, convert(checked) if convert else checked)
 
 
 def range_of(key: str) -> str | Registry:
     """The RANGES entry of one dotted key (an alias: its first field's)."""
     *parents, leaf = _targets(key)[0][0].split(".")
-    return getattr(functools.reduce(getattr, parents, Config()), "RANGES")[leaf]
+    return type(_walk(Config(), parents)).RANGES[leaf]
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -789,7 +828,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     sections_only = {k: v for k, v in (data or {}).items() if isinstance(v, dict)}
     for key, value in _flatten(sections_only, known_only=True):
         _put(tree, key, value)
-    return _read(Config, tree)
+    return _read_plugins(_read(Config, tree), known_only=True)
 
 
 def dump_yaml(cfg: Config) -> str:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emojiray.config import MaskGITConfig
 from emojiray.models.codes import CodeLayout, guided, sample_logits
 from emojiray.models.prior import PriorKind, sampling_kwargs, token_loss
 from emojiray.models.transformer import Block
@@ -145,4 +146,4 @@ def _sample(model, layout: CodeLayout, n: int, cond, cfg, generator=None):
                                            **sampling_kwargs(cfg, generator)))
 
 
-PRIOR = PriorKind(build=_build, loss=_loss, sample=_sample, fills_masks=True)
+PRIOR = PriorKind(build=_build, loss=_loss, sample=_sample, fills_masks=True, settings=MaskGITConfig)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emojiray.config import PixelSNAILConfig
 from emojiray.models.codes import CodeLayout, guided, sample_logits
 from emojiray.models.prior import PriorKind, sampling_kwargs, smoothed_cross_entropy
 
@@ -200,4 +201,4 @@ def _sample(model, layout: CodeLayout, n: int, cond, cfg, generator=None):
     return model.generate(n, cond, **sampling_kwargs(cfg, generator))
 
 
-PRIOR = PriorKind(build=_build, loss=_loss, sample=_sample)
+PRIOR = PriorKind(build=_build, loss=_loss, sample=_sample, settings=PixelSNAILConfig)

@@ -44,13 +44,20 @@ class PriorKind:
     # (model, layout, n, cond (n,) or None, prior config, generator) -> codes {level: (n, h, w)}
     sample: Callable[..., dict[str, torch.Tensor]]
     fills_masks: bool = False  # the model has ``complete(tokens, cond, steps, ...)``: inpaint, restyle, interpolate
+    # its settings, a dataclass with defaults (and RANGES, if it likes): the config section prior.<name>,
+    # read and checked like the built-in kinds' (``--set prior.<name>.<key>=...``); see kind_settings
+    settings: type | None = None
 
 
 def kind_settings(cfg: PriorConfig) -> Any:
-    """The kind's own config section, ``prior.<kind>`` (``prior.maskgit``), or None for a kind without
-    one. A kind whose section has ``label_smoothing`` trains with it; the others train on the plain
-    likelihood they are measured by."""
-    return getattr(cfg, cfg.kind, None)
+    """The kind's own config section, ``prior.<kind>`` (``prior.maskgit``, or a plug-in's), or None
+    for a kind without settings. A kind whose section has ``label_smoothing`` trains with it; the
+    others train on the plain likelihood they are measured by."""
+    settings = PRIORS[cfg.kind].settings
+    if settings is None:
+        return None
+    own = getattr(cfg, cfg.kind, None)  # a built-in kind's section is a field of PriorConfig
+    return own if isinstance(own, settings) else cfg.plugins.get(cfg.kind) or settings()
 
 
 def build_prior(cfg: PriorConfig, layout: CodeLayout, n_classes: int) -> nn.Module:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emojiray.config import TransformerConfig
 from emojiray.models.codes import CodeLayout, guided, sample_logits
 from emojiray.models.prior import PriorKind, sampling_kwargs, token_loss
 
@@ -165,4 +166,4 @@ def _sample(model, layout: CodeLayout, n: int, cond, cfg, generator=None):
     return layout.unflatten(model.generate(n, cond, **sampling_kwargs(cfg, generator)))
 
 
-PRIOR = PriorKind(build=_build, loss=_loss, sample=_sample)
+PRIOR = PriorKind(build=_build, loss=_loss, sample=_sample, settings=TransformerConfig)

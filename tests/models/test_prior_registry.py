@@ -4,16 +4,18 @@ accepted by the config and the CLI, trains in the Ray-free loop, saves, loads an
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from emojiray.config import Config, OptimConfig, PriorConfig, TrainConfig, load_config
+from emojiray.config import Config, OptimConfig, PriorConfig, TrainConfig, config_from_dict, load_config
 from emojiray.errors import EmojirayError
 from emojiray.models.codes import CodeLayout, sample_logits
-from emojiray.models.prior import PriorKind, build_prior, token_loss
+from emojiray.models.prior import PriorKind, build_prior, kind_settings, token_loss
 from emojiray.registry import PRIORS, Registry
 from emojiray.train import harness
 from emojiray.train.prior_loop import PriorFamily
@@ -23,13 +25,22 @@ from helpers import set_keys, tiny_pair
 # -- the toy prior: what a contributor writes in its own file ----------------------------------------
 
 
+@dataclass
+class ToySettings:
+    """The toy prior's own config section: prior.toy."""
+
+    init_scale: float = 0.0  # standard deviation of the table's initial logits
+
+    RANGES: ClassVar[dict[str, str]] = {"init_scale": ">= 0"}
+
+
 class PositionTable(nn.Module):
     """Every code independent: a learned table of logits per position (plus one per condition)."""
 
-    def __init__(self, layout: CodeLayout, n_classes: int):
+    def __init__(self, layout: CodeLayout, n_classes: int, init_scale: float = 0.0):
         super().__init__()
         self.layout, self.n_classes = layout, n_classes
-        self.table = nn.Parameter(torch.zeros(layout.seq_len, layout.vocab_size))
+        self.table = nn.Parameter(init_scale * torch.randn(layout.seq_len, layout.vocab_size))
         self.by_class = nn.Embedding(n_classes + 1, layout.vocab_size)
         nn.init.zeros_(self.by_class.weight)
         self.register_buffer("allowed", layout.allowed(), persistent=False)
@@ -50,8 +61,8 @@ def toy_sample(model, layout, n, cond, cfg, generator=None):
     return layout.unflatten(sample_logits(logits, cfg.temperature, cfg.top_k, cfg.top_p, generator))
 
 
-TOY = PriorKind(build=lambda cfg, layout, n_classes: PositionTable(layout, n_classes), loss=toy_loss,
-                sample=toy_sample)
+TOY = PriorKind(build=lambda cfg, layout, n_classes: PositionTable(layout, n_classes, **vars(kind_settings(cfg))),
+                loss=toy_loss, sample=toy_sample, settings=ToySettings)
 
 
 @pytest.fixture
@@ -74,6 +85,24 @@ def test_the_config_and_the_cli_accept_a_registered_kind_and_forget_it_after(toy
     PRIORS.unregister("toy")
     with pytest.raises(EmojirayError, match="'prior.kind' is 'toy': must be one of pixelsnail, transformer, maskgit"):
         load_config("smoke", ["prior.kind=toy"])
+
+
+def test_a_registered_kind_brings_its_own_config_section(toy):
+    cfg = load_config("smoke", ["prior.kind=toy", "prior.toy.init_scale=0.5"])
+    assert kind_settings(cfg.prior) == ToySettings(init_scale=0.5)
+    assert kind_settings(load_config("smoke", ["prior.kind=toy"]).prior) == ToySettings()  # its defaults
+    assert config_from_dict(cfg.to_dict()) == cfg  # as a checkpoint's meta.json holds it
+    layout = CodeLayout(levels=("top", "bottom"), grids=((2, 2), (4, 4)), sizes=(4, 8))
+    assert float(build_prior(cfg.prior, layout, 0).table.detach().std()) > 0.3
+    for override, message in [("prior.toy.init_scale=-1", "'prior.toy.init_scale' is -1.0: must be >= 0"),
+                              ("prior.toy.init_scale=abc", "'prior.toy.init_scale' expects float"),
+                              ("prior.toy.nope=1", "unknown config key 'prior.toy.nope'")]:
+        with pytest.raises(EmojirayError, match=message):
+            load_config("smoke", [override])
+    PRIORS.unregister("toy")
+    with pytest.raises(EmojirayError, match="unknown config key 'prior.toy'"):
+        load_config("smoke", ["prior.toy.init_scale=1"])
+    assert config_from_dict(cfg.to_dict()).prior.plugins == {}  # a kind this process does not know
 
 
 def test_a_registered_kind_trains_in_the_ray_free_loop(toy):
