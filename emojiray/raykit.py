@@ -7,8 +7,11 @@ Ray's own detection can over-subscribe, and training workers must leave CPUs for
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
 
 from emojiray.config import RayConfig
 from emojiray.errors import EmojirayError
@@ -52,6 +55,71 @@ def quiet_worker() -> None:
     unreachable; without a dashboard that is every second. The cluster (and its placement groups)
     ends with this process anyway."""
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
+
+
+def release_orphans() -> int:
+    """Free what a Ray Train run leaves reserved when its controller is killed; returns how many
+    placement groups it removed.
+
+    A Train run's controller reserves its workers' CPUs in a placement group that lives as long as
+    the job, and starts a detached ``PlacementGroupCleaner`` to remove that group should the
+    controller die; the cleaner learns of the death from the dashboard's state API. An embedded
+    Ray runs without a dashboard (:func:`init_ray`), so each Train run that Tune killed (a trial
+    ASHA stopped, a trial an interrupted sweep left) kept its CPUs reserved and its cleaner polling
+    for ever; once they held enough CPUs, no later trial could start and the sweep hung. This
+    reads the same facts from the GCS, for this job only: placement groups whose creating actor is
+    dead are removed, and the processes of cleaners on this node whose owner (the controller) is
+    dead are ended. Ray 2.60 has no public call for either, hence the ``ray._private`` reads,
+    checked by tests/test_raykit.py.
+    """
+    import ray
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    gcs = state._connect_and_get_accessor()
+    job = ray.get_runtime_context().get_job_id()
+    actors = [gcs_pb2.ActorTableData.FromString(raw) for raw in gcs.get_actor_table(None, None)]
+    dead = gcs_pb2.ActorTableData.DEAD
+    dead_workers = {a.address.worker_id for a in actors if a.state == dead and a.job_id.hex() == job}
+    released = 0
+    for raw in gcs.get_placement_group_table():
+        pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
+        if (pg.creator_job_id.hex() == job and pg.creator_actor_dead and not pg.is_detached
+                and not ray.ActorID(pg.creator_actor_id).is_nil()  # the driver's own groups read as dead
+                and pg.state != gcs_pb2.PlacementGroupTableData.REMOVED):
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID(pg.placement_group_id)))
+            released += 1
+    node = ray.get_runtime_context().get_node_id()
+    for a in actors:  # a driver cannot ray.kill an actor it holds no handle to: end its process
+        if (a.class_name.split(".")[-1] == "PlacementGroupCleaner" and a.state != dead and a.pid
+                and a.owner_address.worker_id in dead_workers and a.address.node_id.hex() == node):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(a.pid, signal.SIGTERM)
+    return released
+
+
+@contextlib.contextmanager
+def releasing_orphans(every_s: float = 2.0):
+    """Run :func:`release_orphans` every ``every_s`` seconds in a driver thread while the block
+    runs (a Tune sweep), and once more as it ends."""
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(every_s):
+            try:
+                release_orphans()
+            except Exception as exc:  # the sweep goes on; a stall would show in the log
+                logging.getLogger(__name__).warning("could not release a stopped trial's CPUs: %s", exc)
+
+    thread = threading.Thread(target=loop, name="release-orphans", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        release_orphans()
 
 
 def _quiet_ray_data() -> None:

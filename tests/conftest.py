@@ -26,6 +26,16 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 
+def pytest_runtest_logreport(report):
+    """A failure is written out the moment it happens, not only in the closing summary: should a
+    later teardown hang until pytest-timeout (or CI) stops the process, the reason is in the log."""
+    if report.failed:
+        import sys
+
+        sys.__stderr__.write(f"\nFAILED {report.nodeid} ({report.when}):\n{report.longreprtext}\n")
+        sys.__stderr__.flush()
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     """Every test starts from the same random state: no test passes or fails by the draw."""

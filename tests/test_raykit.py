@@ -1,5 +1,7 @@
 """Worker planning: training workers take what Ray Data leaves."""
 
+import time
+
 import pytest
 
 from emojiray.config import RayConfig
@@ -71,3 +73,56 @@ def test_run_task_returns_results_and_one_line_user_errors(ray_local):
     assert run_task(_square_or_fail, 7, ray_cfg=RayConfig(num_cpus=3, data_cpus=1)) == 49
     with pytest.raises(EmojirayError, match="^negative input -2$"):
         run_task(_square_or_fail, -2, ray_cfg=RayConfig(num_cpus=3, data_cpus=1))
+
+
+@pytest.mark.ray
+def test_release_orphans_frees_what_a_killed_training_controller_reserved(ray_local):
+    """Tune kills a stopped trial, and with it the trial's Ray Train controller: the CPUs the
+    controller reserved for its workers and its detached cleaner outlive it on a Ray without a
+    dashboard, until release_orphans frees them (a sweep that stopped 3 trials hung without it)."""
+    import ray
+    from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
+
+    from emojiray.raykit import release_orphans
+
+    @ray.remote(num_cpus=0)
+    class PlacementGroupCleaner:  # Ray Train's class name: detached, owned by the controller
+        def ping(self):
+            return True
+
+    @ray.remote(num_cpus=0)
+    class Controller:  # reserves a worker's CPU and starts its cleaner, as Ray Train's controller does
+        def start(self):
+            self.group = placement_group([{"CPU": 1}])
+            ray.get(self.group.ready())
+            self.cleaner = PlacementGroupCleaner.options(lifetime="detached").remote()
+            ray.get(self.cleaner.ping.remote())
+            return self.group.id.hex()
+
+    def cleaners_alive():
+        return [a for a in ray._private.state.actors().values()
+                if a["ActorClassName"].endswith("PlacementGroupCleaner") and a["State"] != "DEAD"]
+
+    free, deadline = ray.cluster_resources()["CPU"], time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < free and time.monotonic() < deadline:
+        time.sleep(0.2)  # what earlier tests ran is still being released
+    own = placement_group([{"CPU": 0.5}])  # the driver's own group (as Tune's per trial) is left alone
+    ray.get(own.ready())
+    controller = Controller.remote()
+    orphan = ray.get(controller.start.remote())
+    assert len(cleaners_alive()) == 1
+    ray.kill(controller)
+    released, deadline = 0, time.monotonic() + 30
+    while not released and time.monotonic() < deadline:  # the GCS learns of the death in a moment
+        assert ray.available_resources().get("CPU", 0) == pytest.approx(free - 1.5)  # still reserved
+        released = release_orphans()
+        time.sleep(0.2)
+    assert released == 1
+    table = placement_group_table()
+    assert table[orphan]["state"] == "REMOVED" and table[own.id.hex()]["state"] == "CREATED"
+    deadline = time.monotonic() + 30
+    while (ray.available_resources().get("CPU", 0) < free - 0.5 or cleaners_alive()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == pytest.approx(free - 0.5) and not cleaners_alive()
+    assert release_orphans() == 0
+    remove_placement_group(own)

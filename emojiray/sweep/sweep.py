@@ -13,6 +13,8 @@ held-out split and reports once more, so finished trials carry PSNR, SSIM and rF
   ``train.report_every_s`` says; ``tune.grace_period`` epochs).
 - Resources: one training worker per trial with ``tune.cpus_per_trial`` CPUs and, on GPUs,
   ``tune.gpus_per_trial`` of a GPU, so several trials share one GPU; trials spread over nodes.
+  What a stopped trial's training run kept reserved is freed as the sweep goes
+  (:func:`emojiray.raykit.releasing_orphans`).
 - A failed trial is logged and the sweep goes on; Ctrl-C (or a lost driver) leaves a sweep that
   ``emojiray tune`` with the same ``--out`` resumes with ``Tuner.restore``: finished trials are
   kept, unfinished ones continue from their last epoch checkpoint.
@@ -134,7 +136,7 @@ def run_sweep(cfg: Config, data_uri: str, out: str, trials: int | None = None, f
 
     from emojiray.data import shards
     from emojiray.data.stream import read_splits
-    from emojiray.raykit import init_ray
+    from emojiray.raykit import init_ray, releasing_orphans
     from emojiray.sweep.report import write_report
 
     tc = cfg.tune
@@ -196,7 +198,8 @@ def run_sweep(cfg: Config, data_uri: str, out: str, trials: int | None = None, f
         )
         log(f"tune: {trials} trial(s) over {', '.join(space)}; {concurrent} at a time, each with "
             f"{resources} -> {out}")
-    grid = tuner.fit()
+    with releasing_orphans():  # what trials that ASHA stopped or an interrupt ended left reserved
+        grid = tuner.fit()
     # ResultGrid lists its results in the order of the experiment's trials
     all_rows = [_row(t, r, list(space)) for t, r in zip(grid._experiment_analysis.trials, grid)]
     for r in all_rows:

@@ -30,7 +30,8 @@ import pytest
 from conftest import fake_npm_cache
 from s3server import free_port
 
-pytestmark = pytest.mark.cluster
+# a three-node cluster, two jobs and a stopped-and-resumed run: above the suite-wide 900 s limit
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
