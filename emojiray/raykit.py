@@ -52,8 +52,8 @@ def init_ray(cfg: RayConfig | None = None):
 def quiet_worker() -> None:
     """Runs in every worker of an embedded Ray: Ray Train's placement-group cleaner asks the
     dashboard's state API every second whether the controller lives, and warns each time it is
-    unreachable; without a dashboard that is every second. The cluster (and its placement groups)
-    ends with this process anyway."""
+    unreachable; without a dashboard that is every second. What the cleaner would remove when a
+    controller dies, :func:`release_orphans` does."""
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
 
 
@@ -79,9 +79,9 @@ def release_orphans() -> int:
 
     gcs = state._connect_and_get_accessor()
     job = ray.get_runtime_context().get_job_id()
-    actors = [gcs_pb2.ActorTableData.FromString(raw) for raw in gcs.get_actor_table(None, None)]
+    actors = [gcs_pb2.ActorTableData.FromString(raw) for raw in gcs.get_actor_table(ray.JobID.from_hex(job), None)]
     dead = gcs_pb2.ActorTableData.DEAD
-    dead_workers = {a.address.worker_id for a in actors if a.state == dead and a.job_id.hex() == job}
+    dead_workers = {a.address.worker_id for a in actors if a.state == dead}
     released = 0
     for raw in gcs.get_placement_group_table():
         pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
@@ -105,12 +105,15 @@ def releasing_orphans(every_s: float = 2.0):
     runs (a Tune sweep), and once more as it ends."""
     stop = threading.Event()
 
+    def release():
+        try:
+            release_orphans()
+        except Exception as exc:  # the sweep goes on (and its own error, if any, is the one raised)
+            logging.getLogger(__name__).warning("could not release a stopped trial's CPUs: %s", exc)
+
     def loop():
         while not stop.wait(every_s):
-            try:
-                release_orphans()
-            except Exception as exc:  # the sweep goes on; a stall would show in the log
-                logging.getLogger(__name__).warning("could not release a stopped trial's CPUs: %s", exc)
+            release()
 
     thread = threading.Thread(target=loop, name="release-orphans", daemon=True)
     thread.start()
@@ -119,7 +122,7 @@ def releasing_orphans(every_s: float = 2.0):
     finally:
         stop.set()
         thread.join()
-        release_orphans()
+        release()
 
 
 def _quiet_ray_data() -> None:

@@ -1,8 +1,11 @@
-"""Tiny untrained model checkpoints for tests that need a prior and its VQ-VAE (no training)."""
+"""Test helpers: tiny untrained model checkpoints for tests that need a prior and its VQ-VAE (no
+training), config edits, and waiting for what a Ray cluster does in the background."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -51,3 +54,14 @@ def tiny_pair(root: Path, kind: str = "transformer", condition: str = "emotion",
               vqvae=str(vq_dir), vqvae_sha256=ckpt.weights_hash(ckpt.read_meta(vq_dir)),
               class_counts=COUNTS[condition] if n_classes else [])
     return str(prior_dir), str(vq_dir)
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30.0, every: float = 0.2) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; returns whether it held (the
+    caller asserts, so a failure names what did not happen)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(every)
+    return True

@@ -8,6 +8,7 @@ import pytest
 from emojiray.config import RayConfig
 from emojiray.errors import EmojirayError
 from emojiray.raykit import plan_workers
+from helpers import wait_until
 
 
 def test_cpu_box_gives_every_cpu_to_training_unless_ray_data_streams():
@@ -104,30 +105,31 @@ def test_release_orphans_frees_what_a_killed_training_controller_reserved(ray_lo
         return [a for a in ray._private.state.actors().values()
                 if a["ActorClassName"].endswith("PlacementGroupCleaner") and a["State"] != "DEAD"]
 
-    free, deadline = ray.cluster_resources()["CPU"], time.monotonic() + 30
-    while ray.available_resources().get("CPU", 0) < free and time.monotonic() < deadline:
-        time.sleep(0.2)  # what earlier tests ran is still being released
+    def cpus():
+        return ray.available_resources().get("CPU", 0)
+
+    free = ray.cluster_resources()["CPU"]
+    wait_until(lambda: cpus() >= free)  # what earlier tests ran is still being released
     own = placement_group([{"CPU": 0.5}])  # the driver's own group (as Tune's per trial) is left alone
     ray.get(own.ready())
     controller = Controller.remote()
     orphan = ray.get(controller.start.remote())
     assert len(cleaners_alive()) == 1
     ray.kill(controller)
-    deadline = time.monotonic() + 30
-    while ray._private.state.actors(controller._actor_id.hex())["State"] != "DEAD" and time.monotonic() < deadline:
-        time.sleep(0.2)
+    assert wait_until(lambda: ray._private.state.actors(controller._actor_id.hex())["State"] == "DEAD")
     time.sleep(1.0)  # more than the raylets' resource reports take to reach the driver
-    assert ray.available_resources().get("CPU", 0) == pytest.approx(free - 1.5)  # the dead controller's CPU stays reserved
-    released, deadline = release_orphans(), time.monotonic() + 30
-    while not released and time.monotonic() < deadline:  # the group's record of its creator's death may lag
-        time.sleep(0.2)
-        released = release_orphans()
-    assert released == 1
+    assert cpus() == pytest.approx(free - 1.5)  # the dead controller's CPU stays reserved
+    removed = 0
+
+    def removes_it():  # the group's record of its creator's death may lag the actor's
+        nonlocal removed
+        removed += release_orphans()
+        return removed
+
+    assert wait_until(removes_it) and removed == 1
     table = placement_group_table()
     assert table[orphan]["state"] == "REMOVED" and table[own.id.hex()]["state"] == "CREATED"
-    deadline = time.monotonic() + 30
-    while (ray.available_resources().get("CPU", 0) < free - 0.5 or cleaners_alive()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert ray.available_resources().get("CPU", 0) == pytest.approx(free - 0.5) and not cleaners_alive()
+    assert wait_until(lambda: cpus() >= free - 0.5 and not cleaners_alive())
+    assert cpus() == pytest.approx(free - 0.5)
     assert release_orphans() == 0
     remove_placement_group(own)

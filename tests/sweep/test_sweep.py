@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import time
 
 import pytest
 
 from emojiray.config import (Config, DataConfig, ModelConfig, OptimConfig, RayConfig, SweepConfig, TrainConfig,
                              load_config)
 from emojiray.data.prepare import prepare
+from helpers import wait_until
 
 pytestmark = pytest.mark.ray
 
@@ -74,10 +74,8 @@ def test_sweep_interrupted_then_resumed_writes_table_plot_and_presets(ray_local,
     second = run_sweep(cfg, data, str(out), log=lines.append)
     # the trials that ASHA stopped or the interrupt ended left no CPUs reserved (on a Ray without a
     # dashboard their training runs' placement groups outlived them, and a later sweep stalled)
-    total, deadline = ray_local.cluster_resources()["CPU"], time.monotonic() + 30
-    while ray_local.available_resources().get("CPU", 0) < total and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert ray_local.available_resources().get("CPU", 0) == total
+    total = ray_local.cluster_resources()["CPU"]
+    assert wait_until(lambda: ray_local.available_resources().get("CPU", 0) == total)
     assert any("resuming the sweep" in ln for ln in lines)
     assert second["complete"] and len(second["rows"]) == 4
     failed = [r for r in second["rows"] if r["status"] == "ERROR"]
