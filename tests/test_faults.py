@@ -247,6 +247,8 @@ def test_results_of_other_inputs_are_not_replaced_without_force(world, capsys, r
     ("train.max_seconds=nan", r"config key 'train\.max_seconds' is nan: must be >= 0$"),
     ("model.ema_decay=1.5", r"config key 'model\.ema_decay' is 1\.5: must be in \[0, 1\)$"),
     ("model.quantizer=lfq", r"config key 'model\.quantizer' is 'lfq': must be one of vq, fsq$"),
+    ("train.recon_loss=l2", r"config key 'train\.recon_loss' is 'l2': must be one of mse, l1$"),
+    ("train.edge_weight=-1", r"config key 'train\.edge_weight' is -1\.0: must be >= 0$"),
     ("model.codebook_size=[512,1]", r"config key 'model\.codebook_size' is \[512, 1\]: must be >= 2 \(each item\)$"),
 ])
 def test_settings_out_of_range_stop_before_ray(world, capsys, override, message):

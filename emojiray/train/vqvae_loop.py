@@ -1,6 +1,6 @@
 """`emojiray train-vqvae`: the VQ-VAE tokenizer.
 
-:class:`VQVAEFamily` is the Ray-free part (build, ``train_step``: MSE + commitment loss,
+:class:`VQVAEFamily` is the Ray-free part (build, ``train_step``: reconstruction + commitment loss,
 ``evaluate``: validation MSE, PSNR, SSIM, codebook usage, perplexity and rate per level, and an
 originals-over-reconstructions grid); :func:`train_vqvae` checks the dataset and the config and
 trains the family through the one Ray driver (:func:`emojiray.train.driver.fit`) on the Ray Data
@@ -32,6 +32,7 @@ from emojiray.metrics.codes import (bits_per_image, code_histogram, entropy_code
                                     usage)
 from emojiray.metrics.image import ReconstructionMeter
 from emojiray.models import build_vqvae
+from emojiray.models.vqvae import reconstruction_loss
 from emojiray.models.discriminator import PatchDiscriminator, balance, generator_loss, hinge_d_loss
 from emojiray.train import harness
 from emojiray.train.loop_utils import autocast
@@ -44,8 +45,9 @@ SUMMARY = "train_vqvae.json"
 
 
 class VQVAEFamily:
-    """The tokenizer as a :mod:`~emojiray.train.harness` family: MSE + commitment loss, AdamW, and
-    with ``train.adv_weight`` > 0 a patch discriminator's adversarial loss (VQGAN).
+    """The tokenizer as a :mod:`~emojiray.train.harness` family: reconstruction loss (``train.recon_loss``
+    and ``train.edge_weight``) + commitment loss, AdamW, and with ``train.adv_weight`` > 0 a patch
+    discriminator's adversarial loss (VQGAN).
 
     ``spec``: {"image_size", "examples" (train images)}. Batches hold ``image``: (B, H, W, 3) uint8.
     """
@@ -83,15 +85,18 @@ class VQVAEFamily:
         return batch["image"].shape[0]
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        tc = self.cfg.train
         x = to_model_input(batch["image"], self.device, channels_last=self.channels_last)
-        with autocast(self.device, self.cfg.train.bf16, cpu=True):
+        with autocast(self.device, tc.bf16, cpu=True):
             out = self.net(x)
-            recon_loss = F.mse_loss(out.recon.float(), x)
+            recon = out.recon.float()
+            recon_loss = reconstruction_loss(recon, x, tc.recon_loss, tc.edge_weight)
             loss = recon_loss + out.vq_loss
-        logs = {"recon_mse": recon_loss.detach(), "vq_loss": out.vq_loss.detach(),
+        mse = recon_loss if tc.recon_loss == "mse" and not tc.edge_weight else F.mse_loss(recon.detach(), x)
+        logs = {"recon_mse": mse.detach(), "recon_loss": recon_loss.detach(), "vq_loss": out.vq_loss.detach(),
                 **{f"perplexity_{k}": v.detach() for k, v in out.perplexity.items()},
                 **{f"restarts_{k}": torch.as_tensor(v) for k, v in out.restarted.items()}}
-        if self.disc is not None and self.steps >= self.cfg.train.adv_start_step:
+        if self.disc is not None and self.steps >= tc.adv_start_step:
             loss = loss + self._adversarial(x, out.recon, recon_loss, logs)
         self.steps += 1
         return {"loss": loss, **logs}

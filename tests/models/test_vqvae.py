@@ -1,13 +1,16 @@
-"""VQ-VAE and VQ-VAE-2: shapes at 32 and 64 px, encode/decode consistency, config errors."""
+"""VQ-VAE and VQ-VAE-2: shapes at 32 and 64 px, encode/decode consistency, config errors, the
+reconstruction loss."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from emojiray.config import ModelConfig
 from emojiray.errors import EmojirayError
 from emojiray.models import VQVAE, VQVAE2, build_vqvae
+from emojiray.models.vqvae import reconstruction_loss
 
 SMALL_RES_BLOCKS = ModelConfig().res_blocks
 SMALL = dict(channels=32, res_channels=16, codebook_size=[32, 16], code_dim=[8, 8], kmeans_init=False)
@@ -121,3 +124,28 @@ def test_continuous_latents_requantise_to_the_encoded_codes(arch):
     # an edited latent moves to other codes
     moved = model.quantize_latents({lv: z[lv] + 5 * torch.randn_like(z[lv]) for lv in model.levels})
     assert any(not torch.equal(moved[lv], codes[lv]) for lv in model.levels)
+
+
+def test_reconstruction_loss_is_the_pixel_loss_plus_the_edge_term():
+    torch.manual_seed(0)
+    x, recon = torch.rand(2, 3, 8, 8) * 2 - 1, torch.rand(2, 3, 8, 8) * 2 - 1
+    assert torch.allclose(reconstruction_loss(recon, x), F.mse_loss(recon, x))
+    assert torch.allclose(reconstruction_loss(recon, x, "l1"), F.l1_loss(recon, x))
+    edges = (recon.diff(dim=-1) - x.diff(dim=-1)).abs().mean() + (recon.diff(dim=-2) - x.diff(dim=-2)).abs().mean()
+    assert torch.allclose(reconstruction_loss(recon, x, "l1", 0.5), F.l1_loss(recon, x) + 0.5 * edges)
+    with pytest.raises(ValueError, match="unknown reconstruction loss 'l2'"):
+        reconstruction_loss(recon, x, "l2")
+
+
+def test_the_edge_term_charges_a_blurred_edge_and_not_a_uniform_offset():
+    x = -torch.ones(1, 3, 8, 8)
+    x[..., 4:] = 1.0  # a sharp vertical edge
+    blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    offset = x + 0.1
+    edge = lambda r: (reconstruction_loss(r, x, "l1", 1.0) - reconstruction_loss(r, x, "l1")).item()  # noqa: E731
+    assert edge(offset) == pytest.approx(0.0, abs=1e-7)  # the same edges, shifted in brightness
+    assert edge(blurred) > 0.05
+    # the gradient reaches the reconstruction, and moves a blurred edge towards the sharp one
+    r = blurred.clone().requires_grad_(True)
+    reconstruction_loss(r, x, "l1", 1.0).backward()
+    assert r.grad[..., 3].sum() > 0 and r.grad[..., 4].sum() < 0  # darker left of the edge, brighter right

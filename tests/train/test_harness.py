@@ -182,6 +182,18 @@ def test_resume_from_a_checkpoint_continues_exactly(tmp_path, adv):
     assert meta["step"] == 4 and meta["epoch"] == 1
 
 
+def test_the_tokenizer_trains_on_the_configured_reconstruction_loss_and_logs_its_mse():
+    batch = {"image": images(16)}
+    plain = vq_family(vq_config()).train_step(batch)
+    assert torch.equal(plain["recon_loss"], plain["recon_mse"])  # the default: MSE
+    fam = vq_family(vq_config(recon_loss="l1", edge_weight=0.5))
+    logs = fam.train_step(batch)
+    assert torch.allclose(logs["recon_mse"], plain["recon_mse"])  # the same model, images and first step
+    assert logs["recon_loss"] > logs["recon_mse"]  # an L1 distance of errors below 1 is above their square
+    assert torch.allclose(logs["loss"], logs["recon_loss"] + logs["vq_loss"])
+    assert harness.step(fam, logs["loss"])
+
+
 def test_the_adversarial_loss_starts_at_its_step_and_trains_only_the_discriminator_on_its_own_loss():
     fam = vq_family(vq_config(**ADVERSARIAL))
     assert vq_family(vq_config()).disc is None  # off by default
