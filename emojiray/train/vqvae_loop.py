@@ -32,8 +32,8 @@ from emojiray.metrics.codes import (bits_per_image, code_histogram, entropy_code
                                     usage)
 from emojiray.metrics.image import ReconstructionMeter
 from emojiray.models import build_vqvae
-from emojiray.models.vqvae import reconstruction_loss
 from emojiray.models.discriminator import PatchDiscriminator, balance, generator_loss, hinge_d_loss
+from emojiray.models.vqvae import reconstruction_loss
 from emojiray.train import harness
 from emojiray.train.loop_utils import autocast
 
